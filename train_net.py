@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Train and evaluate DANet on Cityscapes with detectron2's DefaultTrainer.
+
+    python train_net.py --config-file configs/r50.yaml --num-gpus 8
+    python train_net.py --config-file configs/r50.yaml --eval-only MODEL.WEIGHTS model.pth
+"""
+import logging
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import build_detection_train_loader
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.evaluation import SemSegEvaluator, verify_results
+from detectron2.projects.deeplab import build_lr_scheduler
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from danet import add_danet_config
+from danet.data import build_train_mapper
+from danet.evaluation import summary_table
+
+logger = logging.getLogger("danet")
+
+
+class Trainer(DefaultTrainer):
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder or cfg.OUTPUT_DIR)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        # detectron2's schedulers plus WarmupPolyLR, the DANet authors' policy.
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        results = super().test(cfg, model, evaluators)
+        # DefaultTrainer.test un-nests the results when there is a single dataset.
+        by_dataset = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
+        for dataset_name, result in by_dataset.items():
+            if "sem_seg" in result:
+                logger.info(f"Results on {dataset_name}:\n{summary_table(result['sem_seg'])}")
+        return results
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_danet_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="danet")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
