@@ -6,8 +6,6 @@
 """
 import logging
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import build_detection_train_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import SemSegEvaluator, verify_results
@@ -15,14 +13,21 @@ from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from danet import add_danet_config
+from danet.checkpoint import SafeCheckpointer
+from danet.config import load_config
 from danet.data import build_train_mapper
+from danet.engine import adapt_to_device, trainer_defaults
+from danet.errors import exit_on_input_error
 from danet.evaluation import summary_table
 
 logger = logging.getLogger("danet")
 
 
 class Trainer(DefaultTrainer):
+    def __init__(self, cfg):
+        with trainer_defaults():
+            super().__init__(cfg)
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder or cfg.OUTPUT_DIR)
@@ -48,32 +53,34 @@ class Trainer(DefaultTrainer):
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_danet_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="danet")
+    adapt_to_device(cfg)
     cfg.freeze()
     default_setup(cfg, args)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="danet")
     return cfg
 
 
 def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, results)
-        return results
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    with exit_on_input_error("train_net.py"):
+        cfg = setup(args)
+        if args.eval_only:
+            model = Trainer.build_model(cfg)
+            SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+            results = Trainer.test(cfg, model)
+            if comm.is_main_process():
+                verify_results(cfg, results)
+            return results
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        return trainer.train()
 
 
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
+    with exit_on_input_error("train_net.py"):
+        # Check the config before any process is launched.
+        load_config(args.config_file, args.opts)
     launch(
         main,
         args.num_gpus,

@@ -1,6 +1,11 @@
 """Config defaults for DANet; every option lives under ``MODEL.DANET``."""
+import os
+
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
+
+from .errors import InputError
 
 
 def add_danet_config(cfg):
@@ -33,3 +38,33 @@ def add_danet_config(cfg):
     cfg.MODEL.DANET.AUX.ENABLED = False
     cfg.MODEL.DANET.AUX.IN_FEATURE = "res4"
     cfg.MODEL.DANET.AUX.LOSS_WEIGHT = 0.2
+
+
+def load_config(config_file, opts=()):
+    """detectron2's config with the DANet defaults, merged from ``config_file``
+    and ``KEY VALUE`` overrides; a bad file, key or value raises an InputError
+    that names it."""
+    cfg = get_cfg()
+    add_danet_config(cfg)
+    if not os.path.isfile(config_file):
+        raise InputError(f"Config file {config_file!r} does not exist: pass --config-file configs/<name>.yaml")
+    try:
+        cfg.merge_from_file(config_file)
+    except (KeyError, ValueError, AssertionError) as e:
+        raise InputError(f"{config_file}: {_yacs_message(e)}") from e
+    if len(opts) % 2:
+        raise InputError(f"Overrides must be KEY VALUE pairs; {opts[-1]!r} has no value")
+    try:
+        cfg.merge_from_list(list(opts))
+    except (KeyError, ValueError, AssertionError) as e:
+        raise InputError(f"Command-line override: {_yacs_message(e)}") from e
+    return cfg
+
+
+def _yacs_message(error):
+    message = error.args[0] if error.args else repr(error)
+    if "Non-existent" in str(message):
+        return f"{message}: check the key against danet/config.py and detectron2's defaults"
+    if "Type mismatch" in str(message):
+        return f"{message}: give a value of the default's type"
+    return str(message)

@@ -1,0 +1,64 @@
+"""A checkpointer that fails loudly on weights that do not fit and never leaves
+a half-written file where a resumed run would look."""
+import os
+
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+from .errors import InputError
+
+
+class CheckpointError(InputError):
+    """A checkpoint that cannot be used as asked."""
+
+
+class SafeCheckpointer(DetectionCheckpointer):
+    def save(self, name, **kwargs):
+        """Like fvcore's save, but written to a temporary file and renamed, so a
+        job killed mid-write leaves the previous checkpoint and its tag intact."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        _write_atomically(path, "wb", lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        _write_atomically(path, "w", lambda f: f.write(last_filename_basename))
+
+    def load(self, path, *args, **kwargs):
+        if path and "://" not in path and not os.path.isfile(path):
+            raise CheckpointError(
+                f"Checkpoint {path!r} does not exist: set MODEL.WEIGHTS to an existing file "
+                "or URL ('' trains from random init), or check OUTPUT_DIR/last_checkpoint "
+                "when using --resume."
+            )
+        return super().load(path, *args, **kwargs)
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        if incompatible.incorrect_shapes:
+            mismatches = ", ".join(
+                f"{key} {tuple(ckpt_shape)} vs model {tuple(model_shape)}"
+                for key, ckpt_shape, model_shape in incompatible.incorrect_shapes
+            )
+            raise CheckpointError(
+                f"MODEL.WEIGHTS does not fit this model ({mismatches}): use a checkpoint "
+                "trained with the same config (e.g. MODEL.SEM_SEG_HEAD.NUM_CLASSES)."
+            )
+        return incompatible
+
+
+def _write_atomically(path, mode, write):
+    tmp_path = f"{path}.tmp"
+    with open(tmp_path, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp_path, path)

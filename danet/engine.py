@@ -1,0 +1,49 @@
+"""Adjustments that let detectron2's DefaultTrainer run safely, also on CPU."""
+import contextlib
+import logging
+
+import torch
+
+from detectron2.engine import defaults
+from detectron2.utils import comm
+
+from .checkpoint import SafeCheckpointer
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+_d2_create_ddp_model = defaults.create_ddp_model
+
+
+def create_ddp_model(model, **kwargs):
+    """detectron2's create_ddp_model; on CPU (gloo) without ``device_ids``,
+    which DistributedDataParallel rejects for CPU modules."""
+    if comm.get_world_size() > 1 and next(model.parameters()).device.type == "cpu":
+        kwargs.setdefault("device_ids", None)
+    return _d2_create_ddp_model(model, **kwargs)
+
+
+@contextlib.contextmanager
+def trainer_defaults():
+    """While DefaultTrainer.__init__ runs, have it build a CPU-capable DDP model
+    and a SafeCheckpointer instead of its own module-level choices."""
+    saved = defaults.create_ddp_model, defaults.DetectionCheckpointer
+    defaults.create_ddp_model, defaults.DetectionCheckpointer = create_ddp_model, SafeCheckpointer
+    try:
+        yield
+    finally:
+        defaults.create_ddp_model, defaults.DetectionCheckpointer = saved
+
+
+def adapt_to_device(cfg):
+    """Check MODEL.DEVICE and map SyncBN to naiveSyncBN for multi-process CPU
+    training, where torch's SyncBatchNorm needs CUDA. Modifies ``cfg`` in place."""
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(
+            f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but no CUDA device is available: "
+            "add `MODEL.DEVICE cpu` to the command line."
+        )
+    if cfg.MODEL.DEVICE == "cpu" and comm.get_world_size() > 1:
+        for key in ("RESNETS", "SEM_SEG_HEAD"):
+            if cfg.MODEL[key].NORM == "SyncBN":
+                cfg.MODEL[key].NORM = "naiveSyncBN"
+                logger.info(f"MODEL.{key}.NORM: SyncBN needs CUDA; using naiveSyncBN on CPU.")

@@ -1,0 +1,24 @@
+"""Errors in what the user gave us (config, weights, data). Their messages name
+the key or path and say what to do, and are all the user needs to see."""
+import contextlib
+import re
+import sys
+
+
+class InputError(ValueError):
+    pass
+
+
+@contextlib.contextmanager
+def exit_on_input_error(program):
+    """Turn an InputError into a one-line message and exit status 2.
+
+    An error raised in a data-loader worker or a launched process arrives
+    wrapped with the remote traceback; its last line is the original message.
+    """
+    try:
+        yield
+    except InputError as e:
+        last_line = str(e).strip().splitlines()[-1]
+        message = re.sub(r"^[\w.]+Error: ", "", last_line)
+        sys.exit(f"{program}: error: {message}")
