@@ -39,9 +39,10 @@ def tiny_cfg(*opts):
     return cfg
 
 
-def register_toy_dataset(root, name, num_images=2, size=(48, 64), seed=0):
+def register_toy_dataset(root, name, num_images=2, size=(48, 64), seed=0, colors=COLORS):
     """Random RGB images with random train-id ground truth (some 255) under
-    ``root``, registered as a semantic segmentation dataset ``name``."""
+    ``root``, registered as a semantic segmentation dataset ``name`` with
+    Cityscapes' classes."""
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
     records = []
@@ -61,6 +62,6 @@ def register_toy_dataset(root, name, num_images=2, size=(48, 64), seed=0):
         MetadataCatalog.remove(name)
     DatasetCatalog.register(name, lambda: records)
     MetadataCatalog.get(name).set(
-        stuff_classes=CLASSES, stuff_colors=COLORS, ignore_label=255, evaluator_type="sem_seg"
+        stuff_classes=CLASSES, stuff_colors=colors, ignore_label=255, evaluator_type="sem_seg"
     )
     return records
