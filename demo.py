@@ -51,7 +51,9 @@ def get_parser():
     )
     parser.add_argument("--opacity", type=float, default=0.5, help="opacity of the class colours")
     # As in detectron2's demo: --input takes many values, so overrides follow --opts.
-    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
+    parser.add_argument(
+        "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs"
+    )
     return parser
 
 
@@ -88,7 +90,9 @@ def list_inputs(patterns):
         stems.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
     clashes = [paths for paths in stems.values() if len(paths) > 1]
     if clashes:
-        raise ValueError(f"--input: these files would write the same outputs; run them separately: {clashes[0]}")
+        raise ValueError(
+            f"--input: these files would write the same outputs; run them separately: {clashes[0]}"
+        )
     return paths
 
 
@@ -135,7 +139,9 @@ def visualize(image, train_ids, names, colors, opacity=0.5):
     present = [i for i in np.unique(train_ids) if i != NO_PREDICTION]
     row, swatch, font, scale = 18, 12, cv2.FONT_HERSHEY_SIMPLEX, 0.45
     text_width = max((cv2.getTextSize(names[i], font, scale, 1)[0][0] for i in present), default=0)
-    legend = np.full((max(image.shape[0], row * len(present) + 6), swatch + text_width + 16, 3), 255, np.uint8)
+    legend = np.full(
+        (max(image.shape[0], row * len(present) + 6), swatch + text_width + 16, 3), 255, np.uint8
+    )
     for k, i in enumerate(present):
         top = 4 + k * row
         legend[top : top + swatch, 4 : 4 + swatch] = colors[i]

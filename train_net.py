@@ -90,7 +90,8 @@ def main(args):
             augmented = Trainer.by_dataset(cfg, Trainer.test_with_TTA(cfg, model))
             for name, result in Trainer.by_dataset(cfg, results).items():
                 if "sem_seg" in result:
-                    table = comparison_table({"plain": result["sem_seg"], "TTA": augmented[name]["sem_seg_TTA"]})
+                    runs = {"plain": result["sem_seg"], "TTA": augmented[name]["sem_seg_TTA"]}
+                    table = comparison_table(runs)
                     logger.info(f"Plain and augmented results on {name}:\n{table}")
                 result.update(augmented[name])
         if comm.is_main_process():

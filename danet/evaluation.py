@@ -88,7 +88,9 @@ class SemSegReportEvaluator(SemSegEvaluator):
         for name, class_iou in zip(self._class_names, iou):
             res[f"IoU-{name}"] = 100 * class_iou
         report = class_report(self._class_names, iou, acc, conf_matrix)
-        logger.info("Per-class results:\n" + tabulate(report, headers="keys", tablefmt="pipe", floatfmt=".2f"))
+        logger.info(
+            "Per-class results:\n" + tabulate(report, headers="keys", tablefmt="pipe", floatfmt=".2f")
+        )
         if self._output_dir:
             # Replace the file SemSegEvaluator saved with the numbers above.
             with PathManager.open(os.path.join(self._output_dir, "sem_seg_evaluation.pth"), "wb") as f:

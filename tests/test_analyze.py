@@ -11,7 +11,8 @@ from detectron2.modeling import build_model
 
 from inference_helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, tiny_cfg
 
-spec = importlib.util.spec_from_file_location("analyze_model", os.path.join(REPO, "tools", "analyze_model.py"))
+TOOL = os.path.join(REPO, "tools", "analyze_model.py")
+spec = importlib.util.spec_from_file_location("analyze_model", TOOL)
 analyze_model = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(analyze_model)
 

@@ -7,7 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from inference_helpers import BASE_CONFIG, CLASSES, COLORS, REPO, TINY_MODEL_OPTS, register_toy_dataset, tiny_cfg
+from inference_helpers import (
+    BASE_CONFIG,
+    CLASSES,
+    COLORS,
+    REPO,
+    TINY_MODEL_OPTS,
+    register_toy_dataset,
+    tiny_cfg,
+)
 
 spec = importlib.util.spec_from_file_location("demo", os.path.join(REPO, "demo.py"))
 demo = importlib.util.module_from_spec(spec)
@@ -43,13 +51,18 @@ def run_demo(inputs, *args, opts=()):
 
 def test_demo_writes_predictions_and_pictures_and_reports_bad_files(inputs, capsys):
     status, output = run_demo(
-        inputs, "--input", str(inputs / "frames"), str(inputs / "extra" / "*.png"), str(inputs / "frames" / "notes.txt")
+        inputs,
+        "--input",
+        str(inputs / "frames"),
+        str(inputs / "extra" / "*.png"),
+        str(inputs / "frames" / "notes.txt"),
     )
     assert status == 1
     err = capsys.readouterr().err
     assert "Skipped" in err and "broken.png" in err and "notes.txt" in err
     expected = {"a": (40, 60), "b": (50, 44), "c": (36, 36), "d": (30, 70)}
-    assert sorted(os.listdir(output)) == sorted(f"{s}_{kind}.png" for s in expected for kind in ("pred", "vis"))
+    written = sorted(f"{s}_{kind}.png" for s in expected for kind in ("pred", "vis"))
+    assert sorted(os.listdir(output)) == written
     for stem, (height, width) in expected.items():
         pred = Image.open(output / f"{stem}_pred.png")
         assert pred.mode == "L" and pred.size == (width, height)
@@ -72,7 +85,12 @@ def test_demo_succeeds_on_good_inputs_and_uses_dataset_metadata(inputs, tmp_path
     colors = [[10 * i, 255 - 10 * i, 128] for i in range(19)]
     register_toy_dataset(tmp_path / "toy", "toy_demo", num_images=1, colors=colors)
     status, output = run_demo(
-        inputs, "--input", str(inputs / "extra"), "--confidence-threshold", "0.99", opts=["DATASETS.TEST", "('toy_demo',)"]
+        inputs,
+        "--input",
+        str(inputs / "extra"),
+        "--confidence-threshold",
+        "0.99",
+        opts=["DATASETS.TEST", "('toy_demo',)"],
     )
     assert status == 0
     # A random model is rarely 99% sure: most pixels are "nothing predicted",
@@ -104,4 +122,5 @@ def test_bad_arguments_end_with_a_message(inputs, capsys):
         run_demo(inputs, "--input", str(inputs / "frames"), str(inputs / "extra"))
     assert "same outputs" in capsys.readouterr().err
     with pytest.raises(ValueError, match="MODEL.SEM_SEG_HEAD.NUM_CLASSES"):
-        demo.class_names_and_colors(tiny_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", 5, "DATASETS.TEST", ("no_such",)))
+        cfg = tiny_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", 5, "DATASETS.TEST", ("no_such",))
+        demo.class_names_and_colors(cfg)

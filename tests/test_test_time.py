@@ -26,7 +26,8 @@ class PixelwiseSegmentor(nn.Module):
             image = x["image"].float()
             self.seen_sizes.append(tuple(image.shape[-2:]))
             logits = self.classify(image[None])[0]
-            outputs.append({"sem_seg": sem_seg_postprocess(logits, image.shape[-2:], x["height"], x["width"])})
+            logits = sem_seg_postprocess(logits, image.shape[-2:], x["height"], x["width"])
+            outputs.append({"sem_seg": logits})
         return outputs
 
 
@@ -130,7 +131,9 @@ def test_scales_flip_and_windows_compose_to_the_exact_output_size(danet):
     # A 1024x2048 Cityscapes frame shrunk 1/16 and made odd, with the loader's
     # original size as the requested output.
     inputs = [{"image": random_image(65, 129), "height": 1031, "width": 2053}]
-    model = SemanticSegmentorWithTTA(PixelwiseSegmentor(), scales=(0.75, 1.25), flip=True, crop_size=32, stride=21)
+    model = SemanticSegmentorWithTTA(
+        PixelwiseSegmentor(), scales=(0.75, 1.25), flip=True, crop_size=32, stride=21
+    )
     got = model(inputs)[0]["sem_seg"]
     assert got.shape == (4, 1031, 2053)
     assert torch.isfinite(got).all()

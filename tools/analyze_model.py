@@ -66,7 +66,9 @@ def report(model, height, width):
     by_module = flops.by_module()
     rows = [["total", params[""] / 1e6, flops.total() / 1e9]]
     rows += [
-        [label, params[name] / 1e6, by_module["model." + name] / 1e9] for label, name in MODULES if name in params
+        [label, params[name] / 1e6, by_module["model." + name] / 1e9]
+        for label, name in MODULES
+        if name in params
     ]
     table = tabulate(rows, headers=["", "params (M)", "GFLOPs"], tablefmt="pipe", floatfmt=".3f")
     lines = [f"Input {height} x {width}:", table]
