@@ -81,7 +81,7 @@ def test_demo_writes_predictions_and_pictures_and_reports_bad_files(inputs, caps
         assert np.abs(vis[:height, :width] - blend).max() <= 1
 
 
-def test_demo_succeeds_on_good_inputs_and_uses_dataset_metadata(inputs, tmp_path):
+def test_demo_succeeds_on_good_inputs_with_tta_and_dataset_metadata(inputs, tmp_path):
     colors = [[10 * i, 255 - 10 * i, 128] for i in range(19)]
     register_toy_dataset(tmp_path / "toy", "toy_demo", num_images=1, colors=colors)
     status, output = run_demo(
@@ -90,7 +90,7 @@ def test_demo_succeeds_on_good_inputs_and_uses_dataset_metadata(inputs, tmp_path
         str(inputs / "extra"),
         "--confidence-threshold",
         "0.99",
-        opts=["DATASETS.TEST", "('toy_demo',)"],
+        opts=["DATASETS.TEST", "('toy_demo',)", "TEST.AUG.ENABLED", "True", "TEST.AUG.SCALES", "(0.75, 1.0)"],
     )
     assert status == 0
     # A random model is rarely 99% sure: most pixels are "nothing predicted",
