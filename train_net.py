@@ -5,10 +5,11 @@
     python train_net.py --config-file configs/r50.yaml --eval-only MODEL.WEIGHTS model.pth
 """
 import logging
+import os
 
 from detectron2.data import build_detection_train_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from detectron2.evaluation import SemSegEvaluator, verify_results
+from detectron2.evaluation import DatasetEvaluators, verify_results
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -18,7 +19,8 @@ from danet.config import load_config
 from danet.data import build_train_mapper
 from danet.engine import adapt_to_device, trainer_defaults
 from danet.errors import exit_on_input_error
-from danet.evaluation import summary_table
+from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
+from danet.test_time import build_test_time_segmentor
 
 logger = logging.getLogger("danet")
 
@@ -30,7 +32,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder or cfg.OUTPUT_DIR)
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+        return DatasetEvaluators(build_sem_seg_evaluators(cfg, dataset_name, output_folder))
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -43,13 +46,32 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
-        results = super().test(cfg, model, evaluators)
-        # DefaultTrainer.test un-nests the results when there is a single dataset.
-        by_dataset = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
-        for dataset_name, result in by_dataset.items():
+        # Sliding window when TEST.SLIDING_WINDOW.ENABLED; the model itself otherwise.
+        results = super().test(cfg, build_test_time_segmentor(cfg, model), evaluators)
+        for dataset_name, result in cls.by_dataset(cfg, results).items():
             if "sem_seg" in result:
                 logger.info(f"Results on {dataset_name}:\n{summary_table(result['sem_seg'])}")
         return results
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        """Evaluate with TEST.AUG's scales and flip; results laid out as test()'s,
+        with each task key suffixed "_TTA"."""
+        logger.info("Running inference with test-time augmentation ...")
+        evaluators = [
+            cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA"))
+            for name in cfg.DATASETS.TEST
+        ]
+        results = super().test(cfg, build_test_time_segmentor(cfg, model, augment=True), evaluators)
+        for result in cls.by_dataset(cfg, results).values():
+            for key in list(result):
+                result[key + "_TTA"] = result.pop(key)
+        return results
+
+    @staticmethod
+    def by_dataset(cfg, results):
+        """Results keyed by dataset: DefaultTrainer.test un-nests them for a single dataset."""
+        return results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
 
 
 def setup(args):
@@ -65,15 +87,26 @@ def main(args):
     with exit_on_input_error("train_net.py"):
         cfg = setup(args)
         if args.eval_only:
-            model = Trainer.build_model(cfg)
-            SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-            results = Trainer.test(cfg, model)
-            if comm.is_main_process():
-                verify_results(cfg, results)
-            return results
+            return evaluate(cfg, args)
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=args.resume)
         return trainer.train()
+
+
+def evaluate(cfg, args):
+    model = Trainer.build_model(cfg)
+    SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+    results = Trainer.test(cfg, model)
+    if cfg.TEST.AUG.ENABLED:
+        augmented = Trainer.by_dataset(cfg, Trainer.test_with_TTA(cfg, model))
+        for name, result in Trainer.by_dataset(cfg, results).items():
+            if "sem_seg" in result:
+                runs = {"plain": result["sem_seg"], "TTA": augmented[name]["sem_seg_TTA"]}
+                logger.info(f"Plain and augmented results on {name}:\n{comparison_table(runs)}")
+            result.update(augmented[name])
+    if comm.is_main_process():
+        verify_results(cfg, results)
+    return results
 
 
 if __name__ == "__main__":

@@ -39,6 +39,23 @@ def add_danet_config(cfg):
     cfg.MODEL.DANET.AUX.IN_FEATURE = "res4"
     cfg.MODEL.DANET.AUX.LOSS_WEIGHT = 0.2
 
+    # ---------------------------------------------------------------------------
+    # Inference (danet/test_time.py, train_net.py --eval-only, demo.py).
+    # ---------------------------------------------------------------------------
+    # Multi-scale + flip testing reuses detectron2's TEST.AUG.ENABLED and FLIP.
+    # DANet's scales are ratios of the test loader's image size (the authors
+    # used 0.75 .. 2.0 of the base size), so they live in TEST.AUG.SCALES;
+    # detectron2's absolute TEST.AUG.MIN_SIZES / MAX_SIZE are not used.
+    cfg.TEST.AUG.SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    # Views larger than CROP_SIZE (h, w) are segmented in windows moved by
+    # STRIDE (h, w) and averaged where they overlap; also applies without TEST.AUG.
+    cfg.TEST.SLIDING_WINDOW = CN()
+    cfg.TEST.SLIDING_WINDOW.ENABLED = False
+    cfg.TEST.SLIDING_WINDOW.CROP_SIZE = (768, 768)
+    cfg.TEST.SLIDING_WINDOW.STRIDE = (512, 512)
+    # Also run detectron2's CityscapesSemSegEvaluator (cityscapesScripts, the
+    # official numbers) on datasets whose metadata has Cityscapes' gt_dir.
+    cfg.TEST.CITYSCAPES_EVALUATOR = False
 
 def load_config(config_file, opts=()):
     """detectron2's config with the DANet defaults, merged from ``config_file``

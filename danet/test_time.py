@@ -1,0 +1,140 @@
+"""Inference-time wrappers for a SemanticSegmentor: multi-scale + flip testing
+(the DANet authors' evaluation protocol) and sliding-window inference, which
+bounds the memory of position attention on large images.
+
+Views are combined by averaging *logits* at the output resolution, as the
+authors' code does; with one scale of 1.0, no flip and no window, the result is
+exactly the wrapped model's output.
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.data import transforms as T
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+
+
+def _pair(value, key):
+    """An (h, w) pair of positive ints from an int or a 2-sequence, for config key ``key``."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
+        raise ValueError(f"{key} must be a positive int or a pair (h, w) of them, got {value!r}")
+    return pair
+
+
+def window_starts(length, window, stride):
+    """Start offsets of windows covering ``[0, length)``; the last one ends at
+    ``length`` so no window reaches past the image (and needs no padding)."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, stride))
+    return starts + [length - window]
+
+
+class SemanticSegmentorWithTTA(nn.Module):
+    """Runs a :class:`SemanticSegmentor` over several views of each image and
+    averages their logits at the output resolution.
+
+    The views are every scale in ``scales`` (a ratio of the image the model
+    is given, i.e. after the test loader's resize), each also mirrored when
+    ``flip``. A view larger than ``crop_size`` is segmented window by window
+    with ``stride``; overlapping windows are averaged. A window never extends
+    past the image: it is clipped to the image instead of padded, so no padding
+    enters position attention, which attends over every position.
+    """
+
+    def __init__(self, model, scales=(1.0,), flip=False, crop_size=None, stride=None):
+        super().__init__()
+        if not scales or any(s <= 0 for s in scales):
+            raise ValueError(f"TEST.AUG.SCALES must be a non-empty list of positive ratios, got {scales!r}")
+        if crop_size is not None:
+            crop_size = _pair(crop_size, "TEST.SLIDING_WINDOW.CROP_SIZE")
+            stride = _pair(stride, "TEST.SLIDING_WINDOW.STRIDE")
+            if any(s > c for s, c in zip(stride, crop_size)):
+                raise ValueError(
+                    f"TEST.SLIDING_WINDOW.STRIDE {stride} must not exceed CROP_SIZE {crop_size}: "
+                    "windows would leave pixels unpredicted"
+                )
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        self.model = model
+        self.scales = tuple(scales)
+        self.flip = flip
+        self.crop_size = crop_size
+        self.stride = stride
+
+    @classmethod
+    def from_config(cls, cfg, model, augment):
+        """Sliding window from ``TEST.SLIDING_WINDOW``; scales and flip from
+        ``TEST.AUG`` when ``augment``, else the single unflipped view."""
+        window = cfg.TEST.SLIDING_WINDOW
+        return cls(
+            model,
+            scales=cfg.TEST.AUG.SCALES if augment else (1.0,),
+            flip=cfg.TEST.AUG.FLIP if augment else False,
+            crop_size=window.CROP_SIZE if window.ENABLED else None,
+            stride=window.STRIDE if window.ENABLED else None,
+        )
+
+    def forward(self, batched_inputs):
+        """Same inputs and outputs as SemanticSegmentor in inference: a list of
+        ``{"sem_seg": logits [K, height, width]}``."""
+        return [{"sem_seg": self._segment(x)} for x in batched_inputs]
+
+    def _segment(self, inputs):
+        image = inputs["image"]
+        height, width = image.shape[-2:]
+        out_size = (inputs.get("height", height), inputs.get("width", width))
+        total = 0
+        views = 0
+        for scale in self.scales:
+            scaled = self._resize(image, scale)
+            for flip in (False, True) if self.flip else (False,):
+                view = scaled.flip(-1) if flip else scaled
+                logits = self._segment_view(view, out_size)
+                total = total + (logits.flip(-1) if flip else logits)
+                views += 1
+        return total / views
+
+    @staticmethod
+    def _resize(image, scale):
+        """Resize a [C, H, W] image like the data pipeline does (PIL bilinear for uint8)."""
+        height, width = image.shape[-2:]
+        new_h, new_w = int(height * scale + 0.5), int(width * scale + 0.5)
+        if (new_h, new_w) == (height, width):
+            return image
+        resized = T.ResizeTransform(height, width, new_h, new_w).apply_image(
+            image.permute(1, 2, 0).cpu().numpy()
+        )
+        return torch.tensor(resized).permute(2, 0, 1)
+
+    def _segment_view(self, image, out_size):
+        """Logits [K, *out_size] of one view, whole or window by window."""
+        height, width = image.shape[-2:]
+        if self.crop_size is None or (height <= self.crop_size[0] and width <= self.crop_size[1]):
+            return self._run(image, out_size)
+        crop_h, crop_w = self.crop_size
+        total = count = None
+        for top in window_starts(height, crop_h, self.stride[0]):
+            for left in window_starts(width, crop_w, self.stride[1]):
+                window = image[:, top : top + crop_h, left : left + crop_w]
+                logits = self._run(window, window.shape[-2:])
+                if total is None:
+                    total = logits.new_zeros((logits.shape[0], height, width))
+                    count = logits.new_zeros((1, height, width))
+                total[:, top : top + crop_h, left : left + crop_w] += logits
+                count[:, top : top + crop_h, left : left + crop_w] += 1
+        return sem_seg_postprocess(total / count, (height, width), *out_size)
+
+    def _run(self, image, out_size):
+        height, width = out_size
+        return self.model([{"image": image, "height": height, "width": width}])[0]["sem_seg"]
+
+
+def build_test_time_segmentor(cfg, model, augment=False):
+    """Wrap ``model`` for test-time augmentation (when ``augment``) and/or the
+    sliding window (when ``TEST.SLIDING_WINDOW.ENABLED``); ``model`` itself
+    when neither applies."""
+    if not augment and not cfg.TEST.SLIDING_WINDOW.ENABLED:
+        return model
+    return SemanticSegmentorWithTTA.from_config(cfg, model, augment)

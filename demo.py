@@ -1,0 +1,188 @@
+#!/usr/bin/env python
+"""Segment your own images with a DANet config and weights.
+
+    python demo.py --config-file configs/r50.yaml --input frames/ "more/*.jpg" --output out/ \\
+        --opts MODEL.WEIGHTS output/r50/model_final.pth
+
+For each image it writes ``<stem>_pred.png`` (uint8 train ids; 255 where the
+top softmax probability is below --confidence-threshold, so never by default)
+and ``<stem>_vis.png`` (the image blended with the class colours, with a legend
+of the classes present). TEST.AUG.* and TEST.SLIDING_WINDOW.* apply as in
+evaluation. Unreadable files are reported and skipped; the exit status is 1 if
+any was.
+"""
+import argparse
+import glob
+import os
+import sys
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from cityscapesscripts.helpers.labels import trainId2label
+from detectron2.data import MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.engine import DefaultPredictor
+from detectron2.utils.colormap import colormap
+
+from danet.config import load_config
+from danet.errors import InputError, exit_on_input_error
+from danet.test_time import build_test_time_segmentor
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+NO_PREDICTION = 255
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument(
+        "--input", required=True, nargs="+", help="image files, folders (their images) or glob patterns"
+    )
+    parser.add_argument("--output", required=True, help="folder for <stem>_pred.png and <stem>_vis.png")
+    parser.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.0,
+        help="pixels whose top class probability is below this are written as 255",
+    )
+    parser.add_argument("--opacity", type=float, default=0.5, help="opacity of the class colours")
+    # As in detectron2's demo: --input takes many values, so overrides follow --opts.
+    parser.add_argument(
+        "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs"
+    )
+    return parser
+
+
+def setup_cfg(args):
+    cfg = load_config(args.config_file, args.opts)
+    cfg.freeze()
+    return cfg
+
+
+def list_inputs(patterns):
+    """Files named directly or matched by a glob, and the images inside folders.
+    Raises ValueError naming a pattern that matches nothing."""
+    paths = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = [
+                os.path.join(pattern, name)
+                for name in sorted(os.listdir(pattern))
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+            ]
+        else:
+            found = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not found:
+            raise ValueError(
+                f"--input {pattern!r}: no such file, no images in that folder, or nothing matches "
+                "(config overrides go after --opts)"
+            )
+        paths.extend(found)
+    stems = {}
+    for path in paths:
+        stems.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
+    clashes = [paths for paths in stems.values() if len(paths) > 1]
+    if clashes:
+        raise ValueError(
+            f"--input: these files would write the same outputs; run them separately: {clashes[0]}"
+        )
+    return paths
+
+
+def class_names_and_colors(cfg):
+    """Names and RGB colours of the classes: the metadata of DATASETS.TEST[0]
+    when it has stuff_classes, else the 19 Cityscapes train ids."""
+    meta = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST else None
+    names = getattr(meta, "stuff_classes", None)
+    if names is None:
+        names = [trainId2label[i].name for i in range(19)]
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    if len(names) != num_classes:
+        raise InputError(
+            f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {num_classes} but {len(names)} class names are known "
+            "(DATASETS.TEST[0]'s stuff_classes, else Cityscapes); set DATASETS.TEST to the model's dataset"
+        )
+    colors = getattr(meta, "stuff_colors", None)
+    if colors is None:
+        cityscapes = [trainId2label[i] for i in range(19)]
+        if list(names) == [label.name for label in cityscapes]:
+            colors = [label.color for label in cityscapes]
+        else:
+            palette = colormap(rgb=True, maximum=255)
+            colors = [palette[i % len(palette)] for i in range(len(names))]
+    return list(names), np.array(colors, dtype=np.uint8)
+
+
+def predict_train_ids(logits, confidence_threshold=0.0):
+    """[K, H, W] logits -> uint8 train ids, NO_PREDICTION where the top softmax
+    probability is below the threshold."""
+    train_ids = logits.argmax(dim=0)
+    if confidence_threshold > 0:
+        confidence = logits.softmax(dim=0).max(dim=0).values
+        train_ids[confidence < confidence_threshold] = NO_PREDICTION
+    return train_ids.to(torch.uint8).cpu().numpy()
+
+
+def visualize(image, train_ids, names, colors, opacity=0.5):
+    """The RGB image blended with the class colours, with a legend of the
+    classes present to its right."""
+    predicted = train_ids != NO_PREDICTION
+    blend = image.astype(np.float32)
+    blend[predicted] = (1 - opacity) * blend[predicted] + opacity * colors[train_ids[predicted]]
+    present = [i for i in np.unique(train_ids) if i != NO_PREDICTION]
+    row, swatch, font, scale = 18, 12, cv2.FONT_HERSHEY_SIMPLEX, 0.45
+    text_width = max((cv2.getTextSize(names[i], font, scale, 1)[0][0] for i in present), default=0)
+    legend = np.full(
+        (max(image.shape[0], row * len(present) + 6), swatch + text_width + 16, 3), 255, np.uint8
+    )
+    for k, i in enumerate(present):
+        top = 4 + k * row
+        legend[top : top + swatch, 4 : 4 + swatch] = colors[i]
+        cv2.putText(legend, names[i], (swatch + 10, top + swatch - 1), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    canvas = np.full((legend.shape[0], image.shape[1] + legend.shape[1], 3), 255, np.uint8)
+    canvas[: image.shape[0], : image.shape[1]] = blend.round().astype(np.uint8)
+    canvas[:, image.shape[1] :] = legend
+    return canvas
+
+
+def main(argv=None):
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not 0 <= args.confidence_threshold <= 1:
+        parser.error(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
+    try:
+        paths = list_inputs(args.input)
+    except ValueError as e:
+        parser.error(str(e))
+    with exit_on_input_error("demo.py"):
+        cfg = setup_cfg(args)
+        names, colors = class_names_and_colors(cfg)
+    predictor = DefaultPredictor(cfg)
+    predictor.model = build_test_time_segmentor(cfg, predictor.model, augment=cfg.TEST.AUG.ENABLED)
+    os.makedirs(args.output, exist_ok=True)
+
+    failed = []
+    for path in tqdm(paths, desc="demo", unit="image"):
+        try:
+            image = read_image(path, format="RGB")
+        except Exception as e:  # any unreadable file: report it and go on
+            tqdm.write(f"Skipped {path}: not a readable image ({e})", file=sys.stderr)
+            failed.append(path)
+            continue
+        # DefaultPredictor takes BGR and converts to cfg.INPUT.FORMAT.
+        logits = predictor(image[:, :, ::-1])["sem_seg"]
+        train_ids = predict_train_ids(logits, args.confidence_threshold)
+        stem = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0])
+        Image.fromarray(train_ids).save(stem + "_pred.png")
+        Image.fromarray(visualize(image, train_ids, names, colors, args.opacity)).save(stem + "_vis.png")
+    if failed:
+        tqdm.write(f"{len(failed)} of {len(paths)} inputs failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Tiny models and generated datasets shared by the inference and evaluation tests."""
+import os
+
+import numpy as np
+from PIL import Image
+
+from cityscapesscripts.helpers.labels import trainId2label
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from danet import add_danet_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE_CONFIG = os.path.join(REPO, "configs", "base.yaml")
+CITYSCAPES_TRAIN_IDS = range(19)
+CLASSES = [trainId2label[i].name for i in CITYSCAPES_TRAIN_IDS]
+COLORS = [list(trainId2label[i].color) for i in CITYSCAPES_TRAIN_IDS]
+
+# A narrow randomly initialised DANet-R50 on CPU: seconds per small image.
+TINY_MODEL_OPTS = [
+    "MODEL.WEIGHTS", "",
+    "MODEL.DEVICE", "cpu",
+    "MODEL.RESNETS.NORM", "BN",
+    "MODEL.SEM_SEG_HEAD.NORM", "BN",
+    "MODEL.RESNETS.WIDTH_PER_GROUP", "8",
+    "MODEL.RESNETS.STEM_OUT_CHANNELS", "32",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+    "INPUT.MIN_SIZE_TEST", "48",
+    "INPUT.MAX_SIZE_TEST", "96",
+    "DATALOADER.NUM_WORKERS", "0",
+]
+
+
+def tiny_cfg(*opts):
+    cfg = get_cfg()
+    add_danet_config(cfg)
+    cfg.merge_from_file(BASE_CONFIG)
+    cfg.merge_from_list(TINY_MODEL_OPTS + list(opts))
+    return cfg
+
+
+def register_toy_dataset(root, name, num_images=2, size=(48, 64), seed=0, colors=COLORS):
+    """Random RGB images with random train-id ground truth (some 255) under
+    ``root``, registered as a semantic segmentation dataset ``name`` with
+    Cityscapes' classes."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(root, exist_ok=True)
+    records = []
+    for i in range(num_images):
+        image = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
+        gt = rng.integers(0, 19, size=size).astype(np.uint8)
+        gt[rng.random(size) < 0.1] = 255
+        image_file = os.path.join(root, f"image_{i}.png")
+        gt_file = os.path.join(root, f"image_{i}_gt.png")
+        Image.fromarray(image).save(image_file)
+        Image.fromarray(gt).save(gt_file)
+        records.append(
+            {"file_name": image_file, "sem_seg_file_name": gt_file, "height": size[0], "width": size[1]}
+        )
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, lambda: records)
+    MetadataCatalog.get(name).set(
+        stuff_classes=CLASSES, stuff_colors=colors, ignore_label=255, evaluator_type="sem_seg"
+    )
+    return records
