@@ -16,6 +16,8 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import CityscapesSemSegEvaluator, SemSegEvaluator
 from detectron2.utils.file_io import PathManager
 
+from .errors import InputError
+
 logger = logging.getLogger(__name__)
 
 # (name in the original README, key in detectron2's SemSegEvaluator results)
@@ -167,7 +169,7 @@ class CityscapesOfficialEvaluator(CityscapesSemSegEvaluator):
         meta = MetadataCatalog.get(dataset_name)
         train_names = [trainId2label[i].name for i in range(19)]
         if not getattr(meta, "gt_dir", None) or list(getattr(meta, "stuff_classes", [])) != train_names:
-            raise ValueError(
+            raise InputError(
                 f"TEST.CITYSCAPES_EVALUATOR needs dataset {dataset_name!r} to be Cityscapes: metadata "
                 "gt_dir (the gtFine/<split> folder) and the 19 train-id stuff_classes; "
                 "set TEST.CITYSCAPES_EVALUATOR False for other datasets"

@@ -11,6 +11,7 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
 from .attention import ChannelAttention, FeatureSimilarityPositionAttention, PositionAttention
+from .errors import InputError
 
 
 def conv_norm_relu(in_channels, out_channels, kernel_size, norm):
@@ -79,7 +80,7 @@ class DANetHead(nn.Module):
         elif position_attention == "seed":
             pam = FeatureSimilarityPositionAttention(impl=attention_impl)
         else:
-            raise ValueError(
+            raise InputError(
                 f"MODEL.DANET.POSITION_ATTENTION must be 'qkv' or 'seed', got {position_attention!r}"
             )
         self.in_feature = in_feature
@@ -109,7 +110,7 @@ class DANetHead(nn.Module):
         danet = cfg.MODEL.DANET
         head = cfg.MODEL.SEM_SEG_HEAD
         if len(head.IN_FEATURES) != 1:
-            raise ValueError(
+            raise InputError(
                 f"MODEL.SEM_SEG_HEAD.IN_FEATURES must name one feature for DANet, got {head.IN_FEATURES}"
             )
         return dict(

@@ -13,12 +13,14 @@ from torch.nn import functional as F
 from detectron2.data import transforms as T
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 
+from .errors import InputError
+
 
 def _pair(value, key):
     """An (h, w) pair of positive ints from an int or a 2-sequence, for config key ``key``."""
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(f"{key} must be a positive int or a pair (h, w) of them, got {value!r}")
+        raise InputError(f"{key} must be a positive int or a pair (h, w) of them, got {value!r}")
     return pair
 
 
@@ -46,12 +48,12 @@ class SemanticSegmentorWithTTA(nn.Module):
     def __init__(self, model, scales=(1.0,), flip=False, crop_size=None, stride=None):
         super().__init__()
         if not scales or any(s <= 0 for s in scales):
-            raise ValueError(f"TEST.AUG.SCALES must be a non-empty list of positive ratios, got {scales!r}")
+            raise InputError(f"TEST.AUG.SCALES must be a non-empty list of positive ratios, got {scales!r}")
         if crop_size is not None:
             crop_size = _pair(crop_size, "TEST.SLIDING_WINDOW.CROP_SIZE")
             stride = _pair(stride, "TEST.SLIDING_WINDOW.STRIDE")
             if any(s > c for s, c in zip(stride, crop_size)):
-                raise ValueError(
+                raise InputError(
                     f"TEST.SLIDING_WINDOW.STRIDE {stride} must not exceed CROP_SIZE {crop_size}: "
                     "windows would leave pixels unpredicted"
                 )
