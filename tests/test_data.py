@@ -163,3 +163,11 @@ def test_mapper_always_yields_the_configured_crop(toy_root, overrides):
 def test_mapper_rejects_unknown_options_naming_the_key(key, value):
     with pytest.raises(ValueError, match=f"INPUT.{key}"):
         build_train_mapper(mapper_cfg(**{key: value}))
+
+
+def test_builtin_cityscapes_splits_use_the_checked_loader():
+    image_dir = MetadataCatalog.get("cityscapes_fine_sem_seg_train").image_dir
+    if os.path.isdir(image_dir):
+        pytest.skip(f"real Cityscapes found at {image_dir}")
+    with pytest.raises(FileNotFoundError, match="DETECTRON2_DATASETS"):
+        DatasetCatalog.get("cityscapes_fine_sem_seg_train")
