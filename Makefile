@@ -29,3 +29,13 @@ test: setup
 
 clean:
 	rm -rf $(VENV) output
+
+# End to end on CPU (README "Demo"): generate a Cityscapes-format dataset, make its
+# labelTrainIds, train and evaluate configs/demo.yaml, print the metrics, save pictures.
+DEMO_DATASETS ?= datasets
+.PHONY: demo
+demo: setup
+	$(PY) datasets/make_toy_cityscapes.py --out $(DEMO_DATASETS)/toy_cityscapes --width 320 --height 160 --seed 0
+	$(PY) datasets/prepare_cityscapes.py --root $(DEMO_DATASETS)/toy_cityscapes
+	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) train_net.py --config-file configs/demo.yaml
+	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) tools/demo_report.py --config-file configs/demo.yaml

@@ -6,7 +6,7 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .errors import InputError
+from .errors import InputError, MissingInputError
 
 
 class CheckpointError(InputError):
@@ -34,7 +34,7 @@ class SafeCheckpointer(DetectionCheckpointer):
 
     def load(self, path, *args, **kwargs):
         if path and "://" not in path and not os.path.isfile(path):
-            raise CheckpointError(
+            raise MissingInputError(
                 f"Checkpoint {path!r} does not exist: set MODEL.WEIGHTS to an existing file "
                 "or URL ('' trains from random init), or check OUTPUT_DIR/last_checkpoint "
                 "when using --resume."

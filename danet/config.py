@@ -57,6 +57,23 @@ def add_danet_config(cfg):
     # official numbers) on datasets whose metadata has Cityscapes' gt_dir.
     cfg.TEST.CITYSCAPES_EVALUATOR = False
 
+    # ---- Training data pipeline (danet.data.build_train_augmentation) ----
+    # How training images are resized before the crop:
+    # "shortest_edge": ResizeShortestEdge to INPUT.MIN_SIZE_TRAIN (the original project's 800..960);
+    # "scale": ResizeScale, the DANet authors' scaling, the long side becomes
+    #          INPUT.SCALE.BASE_SIZE times a ratio drawn from INPUT.SCALE.RANGE.
+    cfg.INPUT.RESIZE_TYPE = "shortest_edge"
+    cfg.INPUT.SCALE = CN()
+    cfg.INPUT.SCALE.BASE_SIZE = 1024
+    cfg.INPUT.SCALE.RANGE = (0.5, 2.0)
+    # Optional photometric jitter: brightness, contrast, saturation factor ranges.
+    cfg.INPUT.COLOR_AUG = CN()
+    cfg.INPUT.COLOR_AUG.ENABLED = False
+    cfg.INPUT.COLOR_AUG.BRIGHTNESS = (0.8, 1.2)
+    cfg.INPUT.COLOR_AUG.CONTRAST = (0.8, 1.2)
+    cfg.INPUT.COLOR_AUG.SATURATION = (0.8, 1.2)
+
+
 def load_config(config_file, opts=()):
     """detectron2's config with the DANet defaults, merged from ``config_file``
     and ``KEY VALUE`` overrides; a bad file, key or value raises an InputError

@@ -1,25 +1,72 @@
-"""Training-time data pipeline for semantic segmentation."""
+"""Training-time data pipeline for semantic segmentation, configured by ``INPUT.*``."""
 from detectron2.data import DatasetMapper
 from detectron2.data import transforms as T
 
+from .errors import InputError
 
-def build_train_augmentation(cfg):
-    """Multi-scale resize, crop that no single class dominates, horizontal flip."""
-    augs = [
-        T.ResizeShortestEdge(
+
+class PadToSize(T.Augmentation):
+    """Pad the bottom and right up to ``(height, width)``, as the DANet authors do.
+
+    A crop of an image smaller than the crop size is smaller than the crop, so
+    padding makes every training sample the configured size; padded pixels get
+    ``seg_pad_value`` (the ignore label) and so never count in the loss.
+    """
+
+    def __init__(self, height, width, pad_value=0, seg_pad_value=255):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        h, w = image.shape[:2]
+        pad_h, pad_w = max(self.height - h, 0), max(self.width - w, 0)
+        if pad_h == 0 and pad_w == 0:
+            return T.NoOpTransform()
+        return T.PadTransform(0, 0, pad_w, pad_h, w, h, self.pad_value, self.seg_pad_value)
+
+
+def build_resize(cfg):
+    if cfg.INPUT.RESIZE_TYPE == "shortest_edge":
+        return T.ResizeShortestEdge(
             cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
         )
-    ]
+    if cfg.INPUT.RESIZE_TYPE == "scale":
+        low, high = cfg.INPUT.SCALE.RANGE
+        size = cfg.INPUT.SCALE.BASE_SIZE
+        # A square target makes the long side BASE_SIZE * ratio, whatever the aspect ratio.
+        return T.ResizeScale(low, high, size, size)
+    raise InputError(f"INPUT.RESIZE_TYPE must be 'shortest_edge' or 'scale', got {cfg.INPUT.RESIZE_TYPE!r}")
+
+
+def build_train_augmentation(cfg):
+    """Resize, crop that no single class dominates, padding to the crop, flip, colour jitter."""
+    ignore_value = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+    augs = [build_resize(cfg)]
     if cfg.INPUT.CROP.ENABLED:
-        augs.append(
-            T.RandomCrop_CategoryAreaConstraint(
-                cfg.INPUT.CROP.TYPE,
-                cfg.INPUT.CROP.SIZE,
-                cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
-                cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        if cfg.INPUT.CROP.TYPE != "absolute":
+            raise InputError(
+                f"INPUT.CROP.TYPE must be 'absolute' for semantic segmentation (a fixed crop size "
+                f"to pad to), got {cfg.INPUT.CROP.TYPE!r}"
             )
-        )
-    augs.append(T.RandomFlip())
+        crop_h, crop_w = cfg.INPUT.CROP.SIZE
+        augs += [
+            T.RandomCrop_CategoryAreaConstraint(
+                "absolute", (crop_h, crop_w), cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA, ignore_value
+            ),
+            PadToSize(crop_h, crop_w, seg_pad_value=ignore_value),
+        ]
+    flip = cfg.INPUT.RANDOM_FLIP
+    if flip not in ("horizontal", "vertical", "none"):
+        raise InputError(f"INPUT.RANDOM_FLIP must be 'horizontal', 'vertical' or 'none', got {flip!r}")
+    if flip != "none":
+        augs.append(T.RandomFlip(horizontal=flip == "horizontal", vertical=flip == "vertical"))
+    jitter = cfg.INPUT.COLOR_AUG
+    if jitter.ENABLED:
+        augs += [
+            T.RandomBrightness(*jitter.BRIGHTNESS),
+            T.RandomContrast(*jitter.CONTRAST),
+            T.RandomSaturation(*jitter.SATURATION),
+        ]
     return augs
 
 

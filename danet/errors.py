@@ -9,6 +9,10 @@ class InputError(ValueError):
     pass
 
 
+class MissingInputError(InputError, FileNotFoundError):
+    """A file or folder the user pointed us to (or should have made) is missing."""
+
+
 @contextlib.contextmanager
 def exit_on_input_error(program):
     """Turn an InputError into a one-line message and exit status 2.

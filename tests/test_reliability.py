@@ -12,7 +12,7 @@ from conftest import NARROW_RESNET, ROOT, load_config
 from danet.checkpoint import CheckpointError, SafeCheckpointer
 from danet.config import load_config as load_user_config
 from danet.engine import adapt_to_device
-from danet.errors import InputError
+from danet.errors import InputError, MissingInputError
 
 
 def run_train_net(*args, cwd=ROOT):
@@ -64,7 +64,7 @@ def small_model(*opts):
 
 def test_missing_weights_file_is_named(tmp_path):
     checkpointer = SafeCheckpointer(small_model(), save_dir=str(tmp_path))
-    with pytest.raises(CheckpointError, match="MODEL.WEIGHTS.*missing.pth|missing.pth.*MODEL.WEIGHTS"):
+    with pytest.raises(MissingInputError, match="missing.pth.*MODEL.WEIGHTS"):
         checkpointer.load(str(tmp_path / "missing.pth"))
 
 
