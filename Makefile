@@ -38,4 +38,6 @@ demo: setup
 	$(PY) datasets/make_toy_cityscapes.py --out $(DEMO_DATASETS)/toy_cityscapes --width 320 --height 160 --seed 0
 	$(PY) datasets/prepare_cityscapes.py --root $(DEMO_DATASETS)/toy_cityscapes
 	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) train_net.py --config-file configs/demo.yaml
-	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) tools/demo_report.py --config-file configs/demo.yaml
+	$(PY) demo.py --config-file configs/demo.yaml --ground-truth --output output/demo/pictures \
+		--input "$(DEMO_DATASETS)/toy_cityscapes/leftImg8bit/val/*/*_00000[0-7]_*_leftImg8bit.png" \
+		--opts MODEL.WEIGHTS output/demo/model_final.pth

@@ -16,7 +16,6 @@ import glob
 import os
 import sys
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -31,9 +30,9 @@ from detectron2.utils.colormap import colormap
 from danet.config import load_config
 from danet.errors import InputError, exit_on_input_error
 from danet.test_time import build_test_time_segmentor
+from danet.visualize import NO_PREDICTION, blend_with_legend, side_by_side
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-NO_PREDICTION = 255
 
 
 def get_parser():
@@ -50,6 +49,12 @@ def get_parser():
         help="pixels whose top class probability is below this are written as 255",
     )
     parser.add_argument("--opacity", type=float, default=0.5, help="opacity of the class colours")
+    parser.add_argument(
+        "--ground-truth",
+        action="store_true",
+        help="for Cityscapes-layout inputs, also write <stem>_compare.png: image | ground truth "
+        "(gtFine/..._gtFine_labelTrainIds.png) | prediction",
+    )
     # As in detectron2's demo: --input takes many values, so overrides follow --opts.
     parser.add_argument(
         "--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs"
@@ -117,6 +122,18 @@ def class_names_and_colors(cfg):
     return list(names), np.array(colors, dtype=np.uint8)
 
 
+def cityscapes_ground_truth(image_path):
+    """The labelTrainIds file of ``<root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png``."""
+    marker = f"{os.sep}leftImg8bit{os.sep}"
+    if marker not in image_path or not image_path.endswith("_leftImg8bit.png"):
+        raise InputError(f"{image_path} is not in the Cityscapes layout (.../leftImg8bit/<split>/<city>/*_leftImg8bit.png)")
+    root, _, rest = image_path.rpartition(marker)
+    gt_path = os.path.join(root, "gtFine", rest.replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png"))
+    if not os.path.isfile(gt_path):
+        raise InputError(f"No ground truth {gt_path} for {image_path}: run datasets/prepare_cityscapes.py")
+    return np.array(Image.open(gt_path))
+
+
 def predict_train_ids(logits, confidence_threshold=0.0):
     """[K, H, W] logits -> uint8 train ids, NO_PREDICTION where the top softmax
     probability is below the threshold."""
@@ -125,28 +142,6 @@ def predict_train_ids(logits, confidence_threshold=0.0):
         confidence = logits.softmax(dim=0).max(dim=0).values
         train_ids[confidence < confidence_threshold] = NO_PREDICTION
     return train_ids.to(torch.uint8).cpu().numpy()
-
-
-def visualize(image, train_ids, names, colors, opacity=0.5):
-    """The RGB image blended with the class colours, with a legend of the
-    classes present to its right."""
-    predicted = train_ids != NO_PREDICTION
-    blend = image.astype(np.float32)
-    blend[predicted] = (1 - opacity) * blend[predicted] + opacity * colors[train_ids[predicted]]
-    present = [i for i in np.unique(train_ids) if i != NO_PREDICTION]
-    row, swatch, font, scale = 18, 12, cv2.FONT_HERSHEY_SIMPLEX, 0.45
-    text_width = max((cv2.getTextSize(names[i], font, scale, 1)[0][0] for i in present), default=0)
-    legend = np.full(
-        (max(image.shape[0], row * len(present) + 6), swatch + text_width + 16, 3), 255, np.uint8
-    )
-    for k, i in enumerate(present):
-        top = 4 + k * row
-        legend[top : top + swatch, 4 : 4 + swatch] = colors[i]
-        cv2.putText(legend, names[i], (swatch + 10, top + swatch - 1), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    canvas = np.full((legend.shape[0], image.shape[1] + legend.shape[1], 3), 255, np.uint8)
-    canvas[: image.shape[0], : image.shape[1]] = blend.round().astype(np.uint8)
-    canvas[:, image.shape[1] :] = legend
-    return canvas
 
 
 def main(argv=None):
@@ -178,7 +173,15 @@ def main(argv=None):
         train_ids = predict_train_ids(logits, args.confidence_threshold)
         stem = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0])
         Image.fromarray(train_ids).save(stem + "_pred.png")
-        Image.fromarray(visualize(image, train_ids, names, colors, args.opacity)).save(stem + "_vis.png")
+        Image.fromarray(blend_with_legend(image, train_ids, names, colors, args.opacity)).save(stem + "_vis.png")
+        if args.ground_truth:
+            try:
+                gt = cityscapes_ground_truth(os.path.abspath(path))
+            except InputError as e:
+                tqdm.write(f"No comparison for {path}: {e}", file=sys.stderr)
+                failed.append(path)
+                continue
+            Image.fromarray(side_by_side(image, gt, train_ids, colors)).save(stem + "_compare.png")
     if failed:
         tqdm.write(f"{len(failed)} of {len(paths)} inputs failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -124,3 +124,24 @@ def test_bad_arguments_end_with_a_message(inputs, capsys):
     with pytest.raises(ValueError, match="MODEL.SEM_SEG_HEAD.NUM_CLASSES"):
         cfg = tiny_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", 5, "DATASETS.TEST", ("no_such",))
         demo.class_names_and_colors(cfg)
+
+
+def test_ground_truth_comparison_for_cityscapes_layout(inputs):
+    city = inputs / "cityscapes" / "leftImg8bit" / "val" / "lindau"
+    gt_city = inputs / "cityscapes" / "gtFine" / "val" / "lindau"
+    city.mkdir(parents=True)
+    gt_city.mkdir(parents=True)
+    write_image(city / "lindau_000000_000019_leftImg8bit.png", 32, 48, 4)
+    write_image(city / "lindau_000001_000019_leftImg8bit.png", 32, 48, 5)  # no ground truth
+    gt = np.full((32, 48), 13, np.uint8)  # car
+    gt[:4] = 255
+    Image.fromarray(gt).save(gt_city / "lindau_000000_000019_gtFine_labelTrainIds.png")
+
+    status, output = run_demo(inputs, "--ground-truth", "--input", str(city))
+    assert status == 1  # the second image has no ground truth
+    picture = np.array(Image.open(output / "lindau_000000_000019_leftImg8bit_compare.png"))
+    assert picture.shape == (32, 3 * 48 + 2 * 4, 3)
+    assert (picture[4:, 52:100] == COLORS[13]).all() and (picture[:4, 52:100] == 0).all()
+    prediction = np.array(Image.open(output / "lindau_000000_000019_leftImg8bit_pred.png"))
+    assert (picture[:, 104:] == np.array(COLORS)[prediction]).all()
+    assert not (output / "lindau_000001_000019_leftImg8bit_compare.png").exists()

@@ -69,10 +69,10 @@ def test_side_by_side_uses_the_cityscapes_palette():
     gt = np.zeros((4, 6), np.uint8)
     gt[0] = 255
     prediction = np.full((4, 6), 13, np.uint8)  # car
-    picture = side_by_side(image, gt, prediction, meta, gap=2)
+    picture = side_by_side(image, gt, prediction, meta.stuff_colors, gap=2)
     assert picture.shape == (4, 6 * 3 + 2 * 2, 3)
     assert (picture[:, :6] == 7).all() and (picture[:, 6:8] == 255).all()
     assert (picture[1:, 8:14] == [128, 64, 128]).all() and (picture[0, 8:14] == 0).all()
     assert (picture[:, 16:] == [0, 0, 142]).all()
     with pytest.raises(ValueError, match="differ in size"):
-        side_by_side(image, gt[:2], prediction, meta)
+        side_by_side(image, gt[:2], prediction, meta.stuff_colors)
