@@ -7,7 +7,7 @@
 import logging
 import os
 
-from detectron2.data import build_detection_train_loader
+from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import DatasetEvaluators, verify_results
 from detectron2.projects.deeplab import build_lr_scheduler
@@ -16,7 +16,7 @@ from detectron2.utils.logger import setup_logger
 
 from danet.checkpoint import SafeCheckpointer
 from danet.config import load_config
-from danet.data import build_train_mapper
+from danet.data import build_test_mapper, build_train_mapper
 from danet.engine import adapt_to_device, trainer_defaults
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
@@ -38,6 +38,10 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):

@@ -72,6 +72,9 @@ def add_danet_config(cfg):
     cfg.INPUT.COLOR_AUG.BRIGHTNESS = (0.8, 1.2)
     cfg.INPUT.COLOR_AUG.CONTRAST = (0.8, 1.2)
     cfg.INPUT.COLOR_AUG.SATURATION = (0.8, 1.2)
+    # A training sample that cannot be read or whose label does not fit stops
+    # the run naming the file; True skips such samples with a warning and a count.
+    cfg.DATALOADER.SKIP_BAD_SAMPLES = False
 
 
 def load_config(config_file, opts=()):

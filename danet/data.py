@@ -1,8 +1,23 @@
-"""Training-time data pipeline for semantic segmentation, configured by ``INPUT.*``."""
+"""Data pipeline for semantic segmentation: checked reading of each sample,
+and the training augmentation configured by ``INPUT.*``."""
+import copy
+import logging
+
+import numpy as np
+import torch
+from PIL import Image
+
 from detectron2.data import DatasetMapper
+from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+class BadSampleError(InputError):
+    """A dataset sample that cannot be used; the message names the file."""
 
 
 class PadToSize(T.Augmentation):
@@ -70,5 +85,85 @@ def build_train_augmentation(cfg):
     return augs
 
 
+class SemSegDatasetMapper(DatasetMapper):
+    """detectron2's DatasetMapper for semantic segmentation, which checks each
+    sample before it is used.
+
+    An image or label that cannot be read (missing, zero bytes, truncated), a
+    label of another size than its image, or a label holding ids outside
+    ``[0, num_classes)`` other than the ignore value raises BadSampleError
+    naming the file. In training with ``DATALOADER.SKIP_BAD_SAMPLES`` the
+    sample is instead skipped with a warning and a count, and detectron2's
+    MapDataset draws another one.
+    """
+
+    def __init__(self, cfg, is_train, augmentations):
+        super().__init__(cfg, is_train=is_train, augmentations=augmentations)
+        self.num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+        self.ignore_value = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+        self.skip_bad_samples = is_train and cfg.DATALOADER.SKIP_BAD_SAMPLES
+        self.num_skipped = 0
+
+    def __call__(self, dataset_dict):
+        dataset_dict = copy.deepcopy(dataset_dict)
+        try:
+            image, sem_seg = self.read_sample(dataset_dict)
+        except BadSampleError as e:
+            if not self.skip_bad_samples:
+                raise
+            self.num_skipped += 1
+            logger.warning(f"Skipped: {e} ({self.num_skipped} bad samples skipped by this data worker)")
+            return None
+        aug_input = T.AugInput(image, sem_seg=sem_seg)
+        self.augmentations(aug_input)
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
+        if self.is_train:
+            dataset_dict["sem_seg"] = torch.as_tensor(aug_input.sem_seg.astype("long"))
+        return dataset_dict
+
+    def read_sample(self, dataset_dict):
+        """The image [H, W, 3] and its label [H, W] (None without one), checked."""
+        image_file = dataset_dict["file_name"]
+        image = _read(image_file, lambda f: utils.read_image(f, format=self.image_format))
+        try:
+            utils.check_image_size(dataset_dict, image)
+        except utils.SizeMismatchError as e:
+            raise BadSampleError(f"{image_file}: {e}") from e
+        label_file = dataset_dict.pop("sem_seg_file_name", None)
+        if label_file is None:
+            return image, None
+        label = _read(label_file, lambda f: np.asarray(Image.open(f)))
+        if label.ndim != 2:
+            raise BadSampleError(
+                f"{label_file}: a label must be one channel of train ids, got shape {label.shape} "
+                "(labelTrainIds files come from datasets/prepare_cityscapes.py)"
+            )
+        if label.shape != image.shape[:2]:
+            raise BadSampleError(
+                f"{label_file}: label is {label.shape[1]}x{label.shape[0]} but its image {image_file} "
+                f"is {image.shape[1]}x{image.shape[0]}"
+            )
+        invalid = (label >= self.num_classes) & (label != self.ignore_value)
+        if invalid.any():
+            raise BadSampleError(
+                f"{label_file}: ids {sorted(np.unique(label[invalid]).tolist())[:5]} are outside the "
+                f"train ids 0..{self.num_classes - 1} and the ignore value {self.ignore_value} "
+                "(MODEL.SEM_SEG_HEAD.NUM_CLASSES, IGNORE_VALUE)"
+            )
+        return image, label
+
+
+def _read(path, reader):
+    try:
+        return reader(path)
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for missing, empty or broken files
+        raise BadSampleError(f"{path}: cannot read it ({e})") from e
+
+
 def build_train_mapper(cfg):
-    return DatasetMapper(cfg, is_train=True, augmentations=build_train_augmentation(cfg))
+    return SemSegDatasetMapper(cfg, is_train=True, augmentations=build_train_augmentation(cfg))
+
+
+def build_test_mapper(cfg):
+    """Resize to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST, as detectron2's test mapper."""
+    return SemSegDatasetMapper(cfg, is_train=False, augmentations=utils.build_augmentation(cfg, is_train=False))

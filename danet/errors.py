@@ -15,10 +15,11 @@ class MissingInputError(InputError, FileNotFoundError):
 
 @contextlib.contextmanager
 def exit_on_input_error(program):
-    """Turn an InputError into a one-line message and exit status 2.
+    """Turn an InputError, or detectron2's error for a non-finite loss, into a
+    one-line message and exit status 1.
 
-    An error raised in a data-loader worker or a launched process arrives
-    wrapped with the remote traceback; its last line is the original message.
+    An InputError raised in a data-loader worker arrives wrapped with the
+    worker's traceback; its last line is the original message.
     """
     try:
         yield
@@ -26,3 +27,7 @@ def exit_on_input_error(program):
         last_line = str(e).strip().splitlines()[-1]
         message = re.sub(r"^[\w.]+Error: ", "", last_line)
         sys.exit(f"{program}: error: {message}")
+    except FloatingPointError as e:
+        # "Loss became infinite or NaN at iteration=N!\nloss_dict = {...}"
+        message = " ".join(str(e).split())
+        sys.exit(f"{program}: error: {message} Lower SOLVER.BASE_LR, or check the data and MODEL.PIXEL_STD.")

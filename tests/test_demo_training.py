@@ -2,9 +2,6 @@
 import glob
 import json
 import os
-import subprocess
-import sys
-import uuid
 
 import numpy as np
 import pytest
@@ -12,36 +9,18 @@ import pytest
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 
-from danet import add_danet_config, register_cityscapes_sem_seg
+from conftest import ROOT as REPO
+from danet import add_danet_config
 from danet.visualize import side_by_side
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from train_net import Trainer  # noqa: E402
+from train_net import Trainer
 
 
-@pytest.fixture(scope="module")
-def toy_datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    for script, *args in (
-        ("make_toy_cityscapes.py", "--out", root, "--width", 128, "--height", 64, "--train", 4, "--val", 2),
-        ("prepare_cityscapes.py", "--root", root),
-    ):
-        done = subprocess.run([sys.executable, os.path.join(REPO, "datasets", script), *map(str, args)],
-                              capture_output=True, text=True)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-    names = {split: f"test_demo_{split}_{uuid.uuid4().hex[:8]}" for split in ("train", "val")}
-    for split, name in names.items():
-        register_cityscapes_sem_seg(name, str(root), split)
-    return names
-
-
-def test_short_training_run_evaluates_to_the_four_metrics(toy_datasets, tmp_path):
+def test_short_training_run_evaluates_to_the_four_metrics(toy_cityscapes, tmp_path):
     cfg = get_cfg()
     add_danet_config(cfg)
     cfg.merge_from_file(os.path.join(REPO, "configs", "demo.yaml"))
     cfg.merge_from_list([
-        "DATASETS.TRAIN", (toy_datasets["train"],), "DATASETS.TEST", (toy_datasets["val"],),
+        "DATASETS.TRAIN", (toy_cityscapes["train"],), "DATASETS.TEST", (toy_cityscapes["val"],),
         "SOLVER.MAX_ITER", 3, "SOLVER.IMS_PER_BATCH", 2, "SOLVER.WARMUP_ITERS", 1,
         "INPUT.SCALE.BASE_SIZE", 128, "INPUT.CROP.SIZE", (64, 96),
         "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 128,
