@@ -6,7 +6,30 @@ their residual scale ``gamma`` is initialised to 0 and learned.
 import torch
 from torch import nn
 
-ATTENTION_IMPLS = ("auto", "naive")
+from torch.nn import functional as F
+
+from .chunked_attention import ChunkedAttention
+
+# "auto" resolves per device, see resolve_impl.
+ATTENTION_IMPLS = ("auto", "naive", "chunked", "sdpa")
+
+
+def resolve_impl(impl, device):
+    """The route "auto" takes on ``device``.
+
+    CPU: the chunked Function (benchmarks/bench_attention.py: far less memory
+    than naive and no slower; SDPA's CPU flash kernel needs equal q/k/v widths,
+    so it pays for zero-padded queries and keys). CUDA: SDPA, whose
+    memory-efficient kernel accepts a value width different from the query/key
+    width (not measured here: no GPU was available).
+    """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(
+            f"MODEL.DANET.ATTENTION_IMPL must be one of {ATTENTION_IMPLS}, got {impl!r}"
+        )
+    if impl != "auto":
+        return impl
+    return "sdpa" if device.type == "cuda" else "chunked"
 
 
 def position_attention(query, key, value, impl="auto"):
@@ -14,15 +37,47 @@ def position_attention(query, key, value, impl="auto"):
 
     Args:
         query, key: [B, N, Ck]; value: [B, N, Cv].
-        impl: "naive" materialises the [B, N, N] matrix; "auto" picks the
-            default route for the device.
+        impl: "naive" materialises the [B, N, N] matrix; "chunked" and "sdpa"
+            never hold it; "auto" picks the default route for the device.
     Returns:
         [B, N, Cv]: out[b, i] = sum_j softmax_j(query[b, i] . key[b, j]) value[b, j].
     """
-    if impl not in ATTENTION_IMPLS:
-        raise ValueError(f"Unknown attention impl {impl!r}; choose one of {ATTENTION_IMPLS}")
-    energy = torch.bmm(query, key.transpose(1, 2))
-    return torch.bmm(energy.softmax(dim=-1), value)
+    impl = resolve_impl(impl, query.device)
+    if impl == "naive":
+        energy = torch.bmm(query, key.transpose(1, 2))
+        # Softmax in float32 at least: under autocast the energy is bf16 / fp16.
+        probs = energy.softmax(dim=-1, dtype=torch.promote_types(energy.dtype, torch.float32))
+        return torch.bmm(probs.to(value.dtype), value)
+    query, key, value = _autocast_inputs(query, key, value)
+    if impl == "chunked":
+        return ChunkedAttention.apply(query, key, value)
+    return _sdpa(query, key, value)
+
+
+def _sdpa(query, key, value):
+    """SDPA with a single head, arranged for a fused kernel on the device.
+
+    The CPU flash kernel requires equal query/key/value widths, so the queries
+    and keys are zero-padded to the value width (the dot products are unchanged).
+    On CUDA the memory-efficient kernel takes the widths as they are.
+    """
+    if query.device.type == "cpu" and query.shape[-1] < value.shape[-1]:
+        pad = (0, value.shape[-1] - query.shape[-1])
+        query, key = F.pad(query, pad), F.pad(key, pad)
+    out = F.scaled_dot_product_attention(
+        query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), scale=1.0
+    )
+    return out.squeeze(1)
+
+
+def _autocast_inputs(query, key, value):
+    """Cast to the autocast dtype, as autocast would for the naive form's bmm,
+    so the fused routes see one dtype."""
+    device_type = query.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return query, key, value
+    dtype = torch.get_autocast_dtype(device_type)
+    return query.to(dtype), key.to(dtype), value.to(dtype)
 
 
 class PositionAttention(nn.Module):
@@ -78,7 +133,9 @@ class ChannelAttention(nn.Module):
         b, c, h, w = x.shape
         flat = x.reshape(b, c, h * w)
         energy = torch.bmm(flat, flat.transpose(1, 2))
-        out = torch.bmm(torch.softmax(-energy, dim=-1), flat)
+        # Softmax in float32 at least: under autocast the energy is bf16 / fp16.
+        probs = torch.softmax(-energy, dim=-1, dtype=torch.promote_types(energy.dtype, torch.float32))
+        out = torch.bmm(probs.to(flat.dtype), flat)
         return self.gamma * out.reshape(b, c, h, w) + x
 
 
