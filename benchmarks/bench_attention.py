@@ -36,9 +36,9 @@ def sdpa_heads(query, key, value):
     heads = value.shape[-1] // key_channels
     grouped_value = value.reshape(batch, num, heads, key_channels).transpose(1, 2)
     out = F.scaled_dot_product_attention(
-        query.unsqueeze(1).expand(-1, heads, -1, -1),
-        key.unsqueeze(1).expand(-1, heads, -1, -1),
-        grouped_value,
+        query.unsqueeze(1).expand(-1, heads, -1, -1).contiguous(),
+        key.unsqueeze(1).expand(-1, heads, -1, -1).contiguous(),
+        grouped_value.contiguous(),
         scale=1.0,
     )
     return out.transpose(1, 2).reshape(batch, num, heads * key_channels)

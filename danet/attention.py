@@ -57,16 +57,17 @@ def position_attention(query, key, value, impl="auto"):
 def _sdpa(query, key, value):
     """SDPA with a single head, arranged for a fused kernel on the device.
 
-    The CPU flash kernel requires equal query/key/value widths, so the queries
-    and keys are zero-padded to the value width (the dot products are unchanged).
-    On CUDA the memory-efficient kernel takes the widths as they are.
+    Fused kernels need unit stride in the channel dimension, hence the copies
+    of the channel-first tokens. The CPU flash kernel also requires equal
+    query/key/value widths, so the queries and keys are zero-padded to the value
+    width (the dot products are unchanged). On CUDA the memory-efficient kernel
+    takes the widths as they are.
     """
     if query.device.type == "cpu" and query.shape[-1] < value.shape[-1]:
         pad = (0, value.shape[-1] - query.shape[-1])
         query, key = F.pad(query, pad), F.pad(key, pad)
-    out = F.scaled_dot_product_attention(
-        query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), scale=1.0
-    )
+    query, key, value = (t.contiguous().unsqueeze(1) for t in (query, key, value))
+    out = F.scaled_dot_product_attention(query, key, value, scale=1.0)
     return out.squeeze(1)
 
 
