@@ -5,7 +5,6 @@ their residual scale ``gamma`` is initialised to 0 and learned.
 """
 import torch
 from torch import nn
-
 from torch.nn import functional as F
 
 from .chunked_attention import ChunkedAttention
@@ -134,8 +133,10 @@ class ChannelAttention(nn.Module):
         b, c, h, w = x.shape
         flat = x.reshape(b, c, h * w)
         energy = torch.bmm(flat, flat.transpose(1, 2))
-        # Softmax in float32 at least: under autocast the energy is bf16 / fp16.
-        probs = torch.softmax(-energy, dim=-1, dtype=torch.promote_types(energy.dtype, torch.float32))
+        # Negated in place (bmm keeps its inputs, not its output, for backward);
+        # softmax in float32 at least: under autocast the energy is bf16 / fp16.
+        stats_dtype = torch.promote_types(energy.dtype, torch.float32)
+        probs = torch.softmax(energy.neg_(), dim=-1, dtype=stats_dtype)
         out = torch.bmm(probs.to(flat.dtype), flat)
         return self.gamma * out.reshape(b, c, h, w) + x
 
