@@ -5,8 +5,32 @@ their residual scale ``gamma`` is initialised to 0 and learned.
 """
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-ATTENTION_IMPLS = ("auto", "naive")
+from .chunked_attention import ChunkedAttention
+
+# "auto" resolves per device, see resolve_impl.
+ATTENTION_IMPLS = ("auto", "naive", "chunked", "sdpa")
+
+
+def resolve_impl(impl, device):
+    """The route "auto" takes on ``device``.
+
+    CPU: the chunked Function. On 2 CPU cores at 96x96, C = 512, batch 1
+    (benchmarks/bench_attention.py) it took 1.01x naive's time and 0.43x its
+    memory; SDPA took 1.6x the time (its CPU flash kernel needs equal q/k/v
+    widths, so queries and keys are zero-padded) for 0.22x the memory.
+    CUDA: SDPA, whose memory-efficient kernel accepts a value width different
+    from the query/key width (chosen from the kernels' documented constraints,
+    not measured: no GPU was available).
+    """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(
+            f"MODEL.DANET.ATTENTION_IMPL must be one of {ATTENTION_IMPLS}, got {impl!r}"
+        )
+    if impl != "auto":
+        return impl
+    return "sdpa" if device.type == "cuda" else "chunked"
 
 
 def position_attention(query, key, value, impl="auto"):
@@ -14,15 +38,48 @@ def position_attention(query, key, value, impl="auto"):
 
     Args:
         query, key: [B, N, Ck]; value: [B, N, Cv].
-        impl: "naive" materialises the [B, N, N] matrix; "auto" picks the
-            default route for the device.
+        impl: "naive" materialises the [B, N, N] matrix; "chunked" and "sdpa"
+            never hold it; "auto" picks the default route for the device.
     Returns:
         [B, N, Cv]: out[b, i] = sum_j softmax_j(query[b, i] . key[b, j]) value[b, j].
     """
-    if impl not in ATTENTION_IMPLS:
-        raise ValueError(f"Unknown attention impl {impl!r}; choose one of {ATTENTION_IMPLS}")
-    energy = torch.bmm(query, key.transpose(1, 2))
-    return torch.bmm(energy.softmax(dim=-1), value)
+    impl = resolve_impl(impl, query.device)
+    if impl == "naive":
+        energy = torch.bmm(query, key.transpose(1, 2))
+        # Softmax in float32 at least: under autocast the energy is bf16 / fp16.
+        probs = energy.softmax(dim=-1, dtype=torch.promote_types(energy.dtype, torch.float32))
+        return torch.bmm(probs.to(value.dtype), value)
+    query, key, value = _autocast_inputs(query, key, value)
+    if impl == "chunked":
+        return ChunkedAttention.apply(query, key, value)
+    return _sdpa(query, key, value)
+
+
+def _sdpa(query, key, value):
+    """SDPA with a single head, arranged for a fused kernel on the device.
+
+    Fused kernels need unit stride in the channel dimension, hence the copies
+    of the channel-first tokens. The CPU flash kernel also requires equal
+    query/key/value widths, so the queries and keys are zero-padded to the value
+    width (the dot products are unchanged). On CUDA the memory-efficient kernel
+    takes the widths as they are.
+    """
+    if query.device.type == "cpu" and query.shape[-1] < value.shape[-1]:
+        pad = (0, value.shape[-1] - query.shape[-1])
+        query, key = F.pad(query, pad), F.pad(key, pad)
+    query, key, value = (t.contiguous().unsqueeze(1) for t in (query, key, value))
+    out = F.scaled_dot_product_attention(query, key, value, scale=1.0)
+    return out.squeeze(1)
+
+
+def _autocast_inputs(query, key, value):
+    """Cast to the autocast dtype, as autocast would for the naive form's bmm,
+    so the fused routes see one dtype."""
+    device_type = query.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return query, key, value
+    dtype = torch.get_autocast_dtype(device_type)
+    return query.to(dtype), key.to(dtype), value.to(dtype)
 
 
 class PositionAttention(nn.Module):
@@ -78,7 +135,11 @@ class ChannelAttention(nn.Module):
         b, c, h, w = x.shape
         flat = x.reshape(b, c, h * w)
         energy = torch.bmm(flat, flat.transpose(1, 2))
-        out = torch.bmm(torch.softmax(-energy, dim=-1), flat)
+        # Negated in place (bmm keeps its inputs, not its output, for backward);
+        # softmax in float32 at least: under autocast the energy is bf16 / fp16.
+        stats_dtype = torch.promote_types(energy.dtype, torch.float32)
+        probs = torch.softmax(energy.neg_(), dim=-1, dtype=stats_dtype)
+        out = torch.bmm(probs.to(flat.dtype), flat)
         return self.gamma * out.reshape(b, c, h, w) + x
 
 

@@ -24,8 +24,11 @@ def add_danet_config(cfg):
     # "seed": the original project's simplification, attention from the features
     # and their transpose, without the three convs.
     cfg.MODEL.DANET.POSITION_ATTENTION = "qkv"
-    # How position attention is computed: "auto" picks the fastest memory-efficient
-    # route for the device; "naive" materialises the N x N matrix (for comparison).
+    # How position attention is computed: "chunked" (query blocks, an autograd
+    # Function that recomputes scores in backward) and "sdpa" (PyTorch's fused
+    # scaled_dot_product_attention) never hold the N x N matrix; "naive"
+    # materialises it (for comparison and debugging); "auto" is chunked on CPU
+    # and sdpa on CUDA (see danet.attention.resolve_impl).
     cfg.MODEL.DANET.ATTENTION_IMPL = "auto"
     cfg.MODEL.DANET.DROPOUT = 0.1
     # loss = SEM_SEG_HEAD.LOSS_WEIGHT * CE(fused) + POSITION_LOSS_WEIGHT * CE(position)
