@@ -28,11 +28,10 @@ class ChunkedAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, query, key, value):
         batch, num_queries, _ = query.shape
-        rows = block_rows(batch, key.shape[1])
         out = value.new_empty(batch, num_queries, value.shape[2])
-        for start in range(0, num_queries, rows):
-            block = slice(start, start + rows)
-            probs = _block_probs(query[:, block], key)
+        blocks = _BlockBuffers(query, key)
+        for block in blocks.slices():
+            probs = blocks.probs(query[:, block], key)
             torch.bmm(probs.to(value.dtype), value, out=out[:, block])
         ctx.save_for_backward(query, key, value, out)
         return out
@@ -40,8 +39,6 @@ class ChunkedAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         query, key, value, out = ctx.saved_tensors
-        batch, num_queries, _ = query.shape
-        rows = block_rows(batch, key.shape[1])
         stats = _stats_dtype(query)
         grad_out = grad_out.to(value.dtype)
         value_t = value.transpose(1, 2)
@@ -50,27 +47,53 @@ class ChunkedAttention(torch.autograd.Function):
         grad_query = torch.empty_like(query)
         grad_key = torch.zeros_like(key, dtype=stats)
         grad_value = torch.zeros_like(value, dtype=stats)
-        for start in range(0, num_queries, rows):
-            block = slice(start, start + rows)
+        blocks = _BlockBuffers(query, key)
+        grad_scores_buffer = torch.empty_like(blocks.scores_buffer)
+        for block in blocks.slices():
             query_blk, grad_out_blk = query[:, block], grad_out[:, block]
-            probs = _block_probs(query_blk, key)
+            probs = blocks.probs(query_blk, key)
             grad_value.baddbmm_(probs.transpose(1, 2), grad_out_blk.to(stats))
-            grad_scores = torch.bmm(grad_out_blk, value_t).to(stats)
-            grad_scores = grad_scores.sub_(delta[:, block]).mul_(probs)
+            grad_scores = _view(grad_scores_buffer, probs.shape)
+            torch.bmm(grad_out_blk, value_t, out=grad_scores)
+            grad_scores = grad_scores.to(stats).sub_(delta[:, block]).mul_(probs)
             torch.bmm(grad_scores.to(query.dtype), key, out=grad_query[:, block])
             grad_key.baddbmm_(grad_scores.transpose(1, 2), query_blk.to(stats))
         return grad_query, grad_key.to(key.dtype), grad_value.to(value.dtype)
 
 
-def _block_probs(query_block, key):
-    """softmax(Q_blk K^T) over whole rows, in float32 at least.
+class _BlockBuffers:
+    """One score buffer (and one float32 probability buffer for half inputs)
+    reused by every block: allocating a fresh block each time lets the heap
+    grow by several blocks (on CPU, 2x the layer's peak memory at 32 MB blocks)."""
 
-    The rows are complete, so backward recomputes them with the same fused
-    softmax instead of saving a log-sum-exp: on CPU one fused softmax costs
-    less than logsumexp plus exp (benchmarks/bench_attention.py).
-    """
-    scores = torch.bmm(query_block, key.transpose(1, 2))
-    return torch.softmax(scores, dim=-1, dtype=_stats_dtype(scores))
+    def __init__(self, query, key):
+        batch, self.num_queries, _ = query.shape
+        self.rows = block_rows(batch, key.shape[1])
+        shape = (batch, min(self.rows, self.num_queries), key.shape[1])
+        self.scores_buffer = query.new_empty(shape)
+        stats = _stats_dtype(query)
+        self.probs_buffer = self.scores_buffer if stats == query.dtype else query.new_empty(shape, dtype=stats)
+
+    def slices(self):
+        return [slice(start, start + self.rows) for start in range(0, self.num_queries, self.rows)]
+
+    def probs(self, query_block, key):
+        """softmax(Q_blk K^T) over whole rows, in float32 at least.
+
+        The rows are complete, so backward recomputes them with the same fused
+        softmax instead of saving a log-sum-exp: on CPU one fused softmax costs
+        less than logsumexp plus exp (benchmarks/bench_attention.py).
+        """
+        shape = (query_block.shape[0], query_block.shape[1], key.shape[1])
+        scores = _view(self.scores_buffer, shape)
+        torch.bmm(query_block, key.transpose(1, 2), out=scores)
+        probs = _view(self.probs_buffer, shape)
+        return torch.softmax(scores, dim=-1, dtype=probs.dtype, out=probs)
+
+
+def _view(buffer, shape):
+    """A contiguous tensor of ``shape`` at the start of ``buffer``'s storage."""
+    return buffer.view(-1)[: shape[0] * shape[1] * shape[2]].view(shape)
 
 
 def _stats_dtype(tensor):
