@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .chunked_attention import ChunkedAttention
+from .errors import InputError
 
 # "auto" resolves per device, see resolve_impl.
 ATTENTION_IMPLS = ("auto", "naive", "chunked", "sdpa")
@@ -17,15 +18,15 @@ def resolve_impl(impl, device):
     """The route "auto" takes on ``device``.
 
     CPU: the chunked Function. On 2 CPU cores at 96x96, C = 512, batch 1
-    (benchmarks/bench_attention.py) it took 1.01x naive's time and 0.43x its
-    memory; SDPA took 1.6x the time (its CPU flash kernel needs equal q/k/v
-    widths, so queries and keys are zero-padded) for 0.22x the memory.
+    (benchmarks/bench_attention.py) it took 0.95x naive's time and 0.21x its
+    memory; SDPA took 1.7x the time (its CPU flash kernel needs equal q/k/v
+    widths, so queries and keys are zero-padded) for 0.18x the memory.
     CUDA: SDPA, whose memory-efficient kernel accepts a value width different
     from the query/key width (chosen from the kernels' documented constraints,
     not measured: no GPU was available).
     """
     if impl not in ATTENTION_IMPLS:
-        raise ValueError(
+        raise InputError(
             f"MODEL.DANET.ATTENTION_IMPL must be one of {ATTENTION_IMPLS}, got {impl!r}"
         )
     if impl != "auto":
