@@ -6,7 +6,7 @@
     python benchmarks/bench_attention.py --sizes 96x96 --batches 1 --rounds 5
 
 Peak memory: each case runs one forward+backward in a fresh subprocess; on CPU
-its peak RSS (``ru_maxrss``) minus its RSS after imports, a tiny warm-up call
+its peak RSS (VmHWM, see benchmarks/memory.py) minus its RSS after imports, a tiny warm-up call
 and input creation; on CUDA ``torch.cuda.max_memory_allocated`` minus the
 memory allocated before the call. Time: all impls of a case in one process,
 in turn each round, median over rounds. Cases that would materialise N x N
@@ -15,7 +15,6 @@ matrices larger than the free memory are reported as not measured.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from danet.attention import PositionAttention  # noqa: E402
+from benchmarks.memory import peak_rss_bytes, rss_bytes  # noqa: E402
 
 # "sdpa_heads" is measured only here: SDPA with the value split into Cv/Ck heads
 # of the query/key width, the queries and keys repeated for every head.
@@ -60,11 +60,6 @@ def build_layer(impl, channels, device):
     return layer.to(device)
 
 
-def current_rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def fresh_input(batch, channels, height, width, device):
     x = torch.randn(batch, channels, height, width, device=device, requires_grad=True)
     return x, torch.randn_like(x)
@@ -89,12 +84,12 @@ def peak_memory_mb(impl, height, width, batch, channels, device):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = current_rss_bytes()
+        base = rss_bytes()
     train_step(layer, x, grad)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = peak_rss_bytes() - base
     return peak / 2**20
 
 

@@ -14,7 +14,6 @@ Trailing arguments are config overrides (KEY VALUE ...).
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.memory import peak_rss_bytes, rss_bytes  # noqa: E402
 
 
 def build_model(args, impl):
@@ -64,7 +64,7 @@ def measure(args, impl):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = current_rss_bytes()
+        base = rss_bytes()
 
     def train_step():
         losses = model(inputs)
@@ -83,7 +83,7 @@ def measure(args, impl):
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = peak_rss_bytes() - base
     return {"train_s_per_iter": train_s, "inference_s_per_image": inference_s, "peak_mb": peak / 2**20}
 
 
@@ -97,11 +97,6 @@ def median_time(step, args, device):
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
-
-
-def current_rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main():
