@@ -35,7 +35,7 @@ clean:
 DEMO_DATASETS ?= datasets
 .PHONY: demo
 demo: setup
-	$(PY) datasets/make_toy_cityscapes.py --out $(DEMO_DATASETS)/toy_cityscapes --width 320 --height 160 --seed 0
+	$(PY) datasets/make_toy_cityscapes.py --out $(DEMO_DATASETS)/toy_cityscapes --width 384 --height 192 --seed 0
 	$(PY) datasets/prepare_cityscapes.py --root $(DEMO_DATASETS)/toy_cityscapes
 	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) train_net.py --config-file configs/demo.yaml
 	$(PY) demo.py --config-file configs/demo.yaml --ground-truth --output output/demo/pictures \

@@ -54,7 +54,7 @@ def car(x, bottom, width, rng):
 
 def person(x, bottom, height):
     """A standing silhouette: legs, torso with arms, head."""
-    w = 0.3 * height
+    w = 0.4 * height
     return [
         [x - 0.3 * w, bottom], [x - 0.05 * w, bottom], [x, bottom - 0.4 * height],
         [x + 0.05 * w, bottom], [x + 0.3 * w, bottom], [x + 0.3 * w, bottom - 0.45 * height],
@@ -91,24 +91,26 @@ def scene_objects(width, height, rng):
     objects.append(("sidewalk", box(0, horizon, W, H)))
     road = [[vanish_x - 0.02 * W, horizon], [vanish_x + 0.02 * W, horizon], [road_right, H], [road_left, H]]
     objects.append(("road", road))
-    if rng.random() < 0.6:
+    if rng.random() < 0.85:
         side = rng.choice([0, W])
-        y0 = horizon + 0.05 * H
-        objects.append(("terrain", [[side, y0], [abs(side - 0.25 * W), y0], [side, H * rng.uniform(0.7, 1.0)]]))
-    if rng.random() < 0.5:
-        x0 = W * rng.uniform(0.0, 0.6)
-        fence_h = H * rng.uniform(0.06, 0.1)
-        objects.append(("fence", box(x0, horizon - fence_h, x0 + W * rng.uniform(0.15, 0.4), horizon + 2)))
+        y0 = horizon + 0.03 * H
+        reach = W * rng.uniform(0.25, 0.4)
+        objects.append(("terrain", [[side, y0], [abs(side - reach), y0], [side, H * rng.uniform(0.8, 1.0)]]))
+    if rng.random() < 0.8:
+        x0 = W * rng.uniform(0.0, 0.55)
+        fence_h = H * rng.uniform(0.1, 0.16)
+        top = horizon - 0.5 * fence_h
+        objects.append(("fence", box(x0, top, x0 + W * rng.uniform(0.2, 0.45), top + fence_h)))
 
     # Poles with a sign on the sidewalk, cars on the road, people on the sidewalk.
-    for _ in range(rng.integers(1, 4)):
-        px = rng.choice([W * rng.uniform(0.02, 0.2), W * rng.uniform(0.8, 0.98)])
-        base = H * rng.uniform(0.62, 0.8)
-        top = base - H * rng.uniform(0.35, 0.5)
-        pw = max(2.0, W * 0.012)
+    for _ in range(rng.integers(2, 5)):
+        px = rng.choice([W * rng.uniform(0.02, 0.25), W * rng.uniform(0.75, 0.98)])
+        base = H * rng.uniform(0.62, 0.85)
+        top = base - H * rng.uniform(0.4, 0.55)
+        pw = max(3.0, W * rng.uniform(0.02, 0.03))
         objects.append(("pole", box(px, top, px + pw, base)))
-        if rng.random() < 0.7:
-            s = H * rng.uniform(0.05, 0.09)
+        if rng.random() < 0.85:
+            s = H * rng.uniform(0.1, 0.15)
             objects.append(("traffic sign", box(px - s / 2 + pw / 2, top - s, px + s / 2 + pw / 2, top)))
     road_users = []
     for _ in range(rng.integers(1, 5)):
@@ -116,12 +118,12 @@ def scene_objects(width, height, rng):
         depth = (bottom - horizon) / (H - horizon)
         w = W * (0.1 + 0.3 * depth) * rng.uniform(0.8, 1.2)
         road_users.append((bottom, "car", car(vanish_x + rng.uniform(-0.6, 0.5) * W * depth - w / 2, bottom, w, rng)))
-    for _ in range(rng.integers(0, 4)):
-        bottom = horizon + (H - horizon) * rng.uniform(0.15, 0.8)
+    for _ in range(rng.integers(1, 5)):
+        bottom = horizon + (H - horizon) * rng.uniform(0.2, 0.9)
         depth = (bottom - horizon) / (H - horizon)
         side = rng.choice([-1, 1])
         x = vanish_x + side * (W * 0.1 + rng.uniform(0.3, 0.6) * W * depth)
-        road_users.append((bottom, "person", person(x, bottom, H * (0.1 + 0.35 * depth))))
+        road_users.append((bottom, "person", person(x, bottom, H * (0.2 + 0.4 * depth))))
     objects += [(label, polygon) for _, label, polygon in sorted(road_users, key=lambda u: u[0])]
 
     if rng.random() < 0.5:
