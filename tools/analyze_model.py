@@ -5,8 +5,8 @@
 
 FLOPs are fvcore's, counted on one traced forward pass in inference mode: one
 multiply-add counts as one FLOP (so they are MACs), for convolutions, matrix
-products (aten::bmm, aten::matmul, and aten::scaled_dot_product_attention as its
-two products) and bilinear upsampling. Batch norm (fused at inference),
+products (aten::bmm, aten::matmul, and aten::scaled_dot_product_attention and the
+chunked attention Function as their two products) and bilinear upsampling. Batch norm (fused at inference),
 softmax, activations and other elementwise ops are not counted, following
 detectron2.utils.analysis; ops that are neither counted nor ignored are
 listed. The model runs once at the given size, so a full-size Cityscapes frame
@@ -36,13 +36,15 @@ MODULES = (
     ("head: position attention", "sem_seg_head.position_branch.1"),
     ("head: channel attention", "sem_seg_head.channel_branch.1"),
 )
-# Free in inference: padding copies memory and Dropout2d is the identity.
-IGNORED_OPS = ("aten::pad", "aten::feature_dropout")
+# Free in inference: padding copies memory and Dropout2d is the identity;
+# channel attention's in-place negation is elementwise, like softmax.
+IGNORED_OPS = ("aten::pad", "aten::feature_dropout", "aten::neg_")
 
 
-def sdpa_flop_jit(inputs, outputs):
-    """aten::scaled_dot_product_attention as its two products, Q K^T and A V;
-    fvcore has no handle for it and would count nothing."""
+def attention_flop_jit(inputs, outputs):
+    """An attention op on (Q, K, V) as its two products, Q K^T and A V: fvcore
+    has no handle for aten::scaled_dot_product_attention, nor for the chunked
+    route's autograd Function, and would count nothing."""
     query, key, value = (get_shape(v) for v in inputs[:3])
     *batch, length, channels = query
     return prod(batch) * length * key[-2] * (channels + value[-1])
@@ -52,7 +54,8 @@ def flop_count_analysis(model, height, width):
     """fvcore's analysis of ``model`` on one height x width image."""
     inputs = [{"image": torch.zeros(3, height, width, device=model.device)}]
     flops = FlopCountAnalysis(model, inputs)
-    flops.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
+    flops.set_op_handle("aten::scaled_dot_product_attention", attention_flop_jit)
+    flops.set_op_handle("prim::PythonOp.ChunkedAttention", attention_flop_jit)
     flops.set_op_handle(**{op: None for op in IGNORED_OPS})
     flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return flops
