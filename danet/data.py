@@ -20,26 +20,6 @@ class BadSampleError(InputError):
     """A dataset sample that cannot be used; the message names the file."""
 
 
-class PadToSize(T.Augmentation):
-    """Pad the bottom and right up to ``(height, width)``, as the DANet authors do.
-
-    A crop of an image smaller than the crop size is smaller than the crop, so
-    padding makes every training sample the configured size; padded pixels get
-    ``seg_pad_value`` (the ignore label) and so never count in the loss.
-    """
-
-    def __init__(self, height, width, pad_value=0, seg_pad_value=255):
-        super().__init__()
-        self._init(locals())
-
-    def get_transform(self, image):
-        h, w = image.shape[:2]
-        pad_h, pad_w = max(self.height - h, 0), max(self.width - w, 0)
-        if pad_h == 0 and pad_w == 0:
-            return T.NoOpTransform()
-        return T.PadTransform(0, 0, pad_w, pad_h, w, h, self.pad_value, self.seg_pad_value)
-
-
 def build_resize(cfg):
     if cfg.INPUT.RESIZE_TYPE == "shortest_edge":
         return T.ResizeShortestEdge(
@@ -68,7 +48,9 @@ def build_train_augmentation(cfg):
             T.RandomCrop_CategoryAreaConstraint(
                 "absolute", (crop_h, crop_w), cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA, ignore_value
             ),
-            PadToSize(crop_h, crop_w, seg_pad_value=ignore_value),
+            # The crop is never larger than the crop size; this pads the bottom and
+            # right up to it (as the DANet authors do), the label with the ignore value.
+            T.FixedSizeCrop((crop_h, crop_w), pad=True, pad_value=0, seg_pad_value=ignore_value),
         ]
     flip = cfg.INPUT.RANDOM_FLIP
     if flip not in ("horizontal", "vertical", "none"):
