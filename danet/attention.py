@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .chunked_attention import ChunkedAttention
+from .chunked_attention import ChunkedAttention, softmax_dtype
 from .errors import InputError
 
 # "auto" resolves per device, see resolve_impl.
@@ -48,7 +48,7 @@ def position_attention(query, key, value, impl="auto"):
     if impl == "naive":
         energy = torch.bmm(query, key.transpose(1, 2))
         # Softmax in float32 at least: under autocast the energy is bf16 / fp16.
-        probs = energy.softmax(dim=-1, dtype=torch.promote_types(energy.dtype, torch.float32))
+        probs = energy.softmax(dim=-1, dtype=softmax_dtype(energy))
         return torch.bmm(probs.to(value.dtype), value)
     query, key, value = _autocast_inputs(query, key, value)
     if impl == "chunked":
@@ -138,8 +138,7 @@ class ChannelAttention(nn.Module):
         energy = torch.bmm(flat, flat.transpose(1, 2))
         # Negated in place (bmm keeps its inputs, not its output, for backward);
         # softmax in float32 at least: under autocast the energy is bf16 / fp16.
-        stats_dtype = torch.promote_types(energy.dtype, torch.float32)
-        probs = torch.softmax(energy.neg_(), dim=-1, dtype=stats_dtype)
+        probs = torch.softmax(energy.neg_(), dim=-1, dtype=softmax_dtype(energy))
         out = torch.bmm(probs.to(flat.dtype), flat)
         return self.gamma * out.reshape(b, c, h, w) + x
 

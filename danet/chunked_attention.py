@@ -39,7 +39,7 @@ class ChunkedAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         query, key, value, out = ctx.saved_tensors
-        stats = _stats_dtype(query)
+        stats = softmax_dtype(query)
         grad_out = grad_out.to(value.dtype)
         value_t = value.transpose(1, 2)
         # Row i of dS = P * (dP - delta_i) with delta_i = sum_j P_ij dP_ij = dO_i . O_i.
@@ -71,7 +71,7 @@ class _BlockBuffers:
         self.rows = block_rows(batch, key.shape[1])
         shape = (batch, min(self.rows, self.num_queries), key.shape[1])
         self.scores_buffer = query.new_empty(shape)
-        stats = _stats_dtype(query)
+        stats = softmax_dtype(query)
         self.probs_buffer = self.scores_buffer if stats == query.dtype else query.new_empty(shape, dtype=stats)
 
     def slices(self):
@@ -96,6 +96,6 @@ def _view(buffer, shape):
     return buffer.view(-1)[: shape[0] * shape[1] * shape[2]].view(shape)
 
 
-def _stats_dtype(tensor):
+def softmax_dtype(tensor):
     """float32 for half-precision inputs, the input dtype otherwise (float64 stays exact)."""
     return torch.promote_types(tensor.dtype, torch.float32)
