@@ -29,8 +29,8 @@ from detectron2.utils.colormap import colormap
 
 from danet.config import load_config
 from danet.errors import InputError, exit_on_input_error
-from danet.test_time import build_test_time_segmentor
-from danet.visualize import NO_PREDICTION, blend_with_legend, side_by_side
+from danet.modeling import build_test_time_segmentor
+from danet.visualization import NO_PREDICTION, blend_with_legend, side_by_side
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -20,7 +20,7 @@ from danet.data import build_test_mapper, build_train_mapper
 from danet.engine import adapt_to_device, trainer_defaults
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
-from danet.test_time import build_test_time_segmentor
+from danet.modeling import build_test_time_segmentor
 
 logger = logging.getLogger("danet")
 

@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from danet.attention import PositionAttention  # noqa: E402
+from danet.modeling.attention import PositionAttention  # noqa: E402
 from benchmarks.memory import peak_rss_bytes, rss_bytes  # noqa: E402
 
 # "sdpa_heads" is measured only here: SDPA with the value split into Cv/Ck heads

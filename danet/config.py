@@ -28,7 +28,7 @@ def add_danet_config(cfg):
     # Function that recomputes scores in backward) and "sdpa" (PyTorch's fused
     # scaled_dot_product_attention) never hold the N x N matrix; "naive"
     # materialises it (for comparison and debugging); "auto" is chunked on CPU
-    # and sdpa on CUDA (see danet.attention.resolve_impl).
+    # and sdpa on CUDA (see danet.modeling.attention.resolve_impl).
     cfg.MODEL.DANET.ATTENTION_IMPL = "auto"
     cfg.MODEL.DANET.DROPOUT = 0.1
     # loss = SEM_SEG_HEAD.LOSS_WEIGHT * CE(fused) + POSITION_LOSS_WEIGHT * CE(position)
@@ -43,7 +43,7 @@ def add_danet_config(cfg):
     cfg.MODEL.DANET.AUX.LOSS_WEIGHT = 0.2
 
     # ---------------------------------------------------------------------------
-    # Inference (danet/test_time.py, train_net.py --eval-only, demo.py).
+    # Inference (danet/modeling/test_time_augmentation.py, train_net.py --eval-only, demo.py).
     # ---------------------------------------------------------------------------
     # Multi-scale + flip testing reuses detectron2's TEST.AUG.ENABLED and FLIP.
     # DANet's scales are ratios of the test loader's image size (the authors

@@ -4,7 +4,7 @@ import torch
 
 from detectron2.layers import ShapeSpec
 
-from danet.head import DANetHead
+from danet.modeling import DANetHead
 
 
 def random_head(impl):

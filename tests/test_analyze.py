@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import danet.attention
+import danet.modeling.attention
 from detectron2.modeling import build_model
 
-from inference_helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, tiny_cfg
+from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, tiny_cfg
 
 TOOL = os.path.join(REPO, "tools", "analyze_model.py")
 spec = importlib.util.spec_from_file_location("analyze_model", TOOL)
@@ -52,7 +52,7 @@ def test_scaled_dot_product_attention_counts_the_same(model, monkeypatch):
     def fused(query, key, value, impl="auto"):
         return F.scaled_dot_product_attention(query, key, value, scale=1.0)
 
-    monkeypatch.setattr(danet.attention, "position_attention", fused)
+    monkeypatch.setattr(danet.modeling.attention, "position_attention", fused)
     position, _, unsupported = attention_flops(model)
     assert position == POSITION_FLOPS
     assert not unsupported

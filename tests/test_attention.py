@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from danet.attention import ChannelAttention, FeatureSimilarityPositionAttention, PositionAttention
+from danet.modeling.attention import ChannelAttention, FeatureSimilarityPositionAttention, PositionAttention
 
 
 def conv1x1(conv, x):

@@ -4,8 +4,8 @@ import copy
 import pytest
 import torch
 
-from danet import chunked_attention
-from danet.attention import (
+from danet.modeling import chunked_attention
+from danet.modeling.attention import (
     FeatureSimilarityPositionAttention,
     PositionAttention,
     position_attention,

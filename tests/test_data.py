@@ -17,7 +17,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from danet import add_danet_config, register_cityscapes_sem_seg
 from danet.data import build_train_mapper
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
 GT_SUFFIXES = ("polygons.json", "labelIds.png", "instanceIds.png", "color.png")
 
 

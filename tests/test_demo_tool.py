@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inference_helpers import (
+from helpers import (
     BASE_CONFIG,
     CLASSES,
     COLORS,

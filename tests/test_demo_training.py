@@ -9,9 +9,9 @@ import pytest
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 
-from conftest import ROOT as REPO
+from helpers import REPO
 from danet import add_danet_config
-from danet.visualize import side_by_side
+from danet.visualization import side_by_side
 from train_net import Trainer
 
 

@@ -1,4 +1,4 @@
-"""The evaluation report (danet/evaluation.py), cross-checked against cityscapesScripts."""
+"""The evaluation report (danet/evaluation/sem_seg_evaluation.py), cross-checked against cityscapesScripts."""
 import csv
 import json
 import math
@@ -14,14 +14,14 @@ from cityscapesscripts.helpers.labels import trainId2label
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import SemSegEvaluator
 
-from danet.evaluation import (
+from danet.evaluation.sem_seg_evaluation import (
     CityscapesOfficialEvaluator,
     SemSegReportEvaluator,
     comparison_table,
     per_class_metrics,
     summary_table,
 )
-from inference_helpers import CLASSES, COLORS
+from helpers import CLASSES, COLORS
 
 # Train id -> Cityscapes label id; the ignored train id 255 becomes "unlabeled" (0).
 TRAIN_TO_LABEL_ID = np.zeros(256, dtype=np.uint8)

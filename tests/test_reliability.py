@@ -8,16 +8,16 @@ import torch
 
 from detectron2.modeling import build_model
 
-from conftest import NARROW_RESNET, ROOT, load_config
+from helpers import NARROW_RESNET, REPO, cpu_cfg
 from danet.checkpoint import CheckpointError, SafeCheckpointer
 from danet.config import load_config as load_user_config
 from danet.engine import adapt_to_device
 from danet.errors import InputError, MissingInputError
 
 
-def run_train_net(*args, cwd=ROOT):
+def run_train_net(*args, cwd=REPO):
     return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train_net.py"), *args],
+        [sys.executable, os.path.join(REPO, "train_net.py"), *args],
         cwd=cwd, capture_output=True, text=True, timeout=300,
     )
 
@@ -40,7 +40,7 @@ def test_bad_override_is_one_line_naming_the_key(opts, expected):
 
 def test_unknown_key_in_config_file_names_file_and_key(tmp_path):
     config = tmp_path / "bad.yaml"
-    config.write_text(f'_BASE_: "{ROOT}/configs/r50.yaml"\nMODEL:\n  DANET:\n    GAMA: 1\n')
+    config.write_text(f'_BASE_: "{REPO}/configs/r50.yaml"\nMODEL:\n  DANET:\n    GAMA: 1\n')
     with pytest.raises(InputError, match=r"bad.yaml.*MODEL.DANET.GAMA"):
         load_user_config(str(config))
 
@@ -51,7 +51,7 @@ def test_missing_config_file_is_named():
 
 
 def test_cuda_device_without_gpu_says_what_to_do():
-    cfg = load_config("r50.yaml", "MODEL.DEVICE", "cuda")
+    cfg = cpu_cfg("r50.yaml", "MODEL.DEVICE", "cuda")
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match="MODEL.DEVICE cpu"):
@@ -59,7 +59,7 @@ def test_cuda_device_without_gpu_says_what_to_do():
 
 
 def small_model(*opts):
-    return build_model(load_config("r50.yaml", *NARROW_RESNET, *opts))
+    return build_model(cpu_cfg("r50.yaml", *NARROW_RESNET, *opts))
 
 
 def test_missing_weights_file_is_named(tmp_path):

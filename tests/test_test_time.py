@@ -1,4 +1,4 @@
-"""Multi-scale + flip testing and sliding-window inference (danet/test_time.py)."""
+"""Multi-scale + flip testing and sliding-window inference (danet/modeling/test_time_augmentation.py)."""
 import pytest
 import torch
 from torch import nn
@@ -6,8 +6,8 @@ from torch import nn
 from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 
-from danet.test_time import SemanticSegmentorWithTTA, build_test_time_segmentor, window_starts
-from inference_helpers import tiny_cfg
+from danet.modeling.test_time_augmentation import SemanticSegmentorWithTTA, build_test_time_segmentor, window_starts
+from helpers import tiny_cfg
 
 
 class PixelwiseSegmentor(nn.Module):

@@ -9,7 +9,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.evaluation import DatasetEvaluators
 
 from danet.evaluation import CityscapesOfficialEvaluator, SemSegReportEvaluator
-from inference_helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, register_toy_dataset, tiny_cfg
+from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, register_toy_dataset, tiny_cfg
 
 spec = importlib.util.spec_from_file_location("train_net", os.path.join(REPO, "train_net.py"))
 train_net = importlib.util.module_from_spec(spec)

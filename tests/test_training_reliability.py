@@ -16,7 +16,7 @@ from PIL import Image
 from detectron2.data import DatasetCatalog
 from detectron2.projects.deeplab import build_lr_scheduler
 
-from conftest import ROOT, load_config
+from helpers import REPO, cpu_cfg
 from danet.data import BadSampleError, build_train_mapper
 
 # The demo config shrunk to the tiny generated dataset: a training step takes a fraction of a second.
@@ -30,7 +30,7 @@ TINY_DEMO = [
 def train_net(datasets, output_dir, *opts, flags=(), background=False):
     """Run train_net.py on the demo config in a subprocess, with the datasets under ``datasets``."""
     command = [
-        sys.executable, os.path.join(ROOT, "train_net.py"), "--config-file", os.path.join(ROOT, "configs", "demo.yaml"),
+        sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", os.path.join(REPO, "configs", "demo.yaml"),
         *flags, *TINY_DEMO, "OUTPUT_DIR", str(output_dir), *opts,
     ]  # fmt: skip
     env = dict(os.environ, DETECTRON2_DATASETS=str(datasets), PYTHONUNBUFFERED="1")
@@ -94,7 +94,7 @@ def test_bad_sample_is_named_or_skipped(toy_cityscapes, tmp_path, corrupt, reaso
     record = DatasetCatalog.get(toy_cityscapes["train"])[0]
     record = {k: v.replace(toy_cityscapes["datasets"], str(datasets)) if isinstance(v, str) else v
               for k, v in record.items()}  # fmt: skip
-    cfg = load_config("demo.yaml", *TINY_DEMO)
+    cfg = cpu_cfg("demo.yaml", *TINY_DEMO)
     with pytest.raises(BadSampleError, match=f"{bad_file}.*{reason}"):
         build_train_mapper(cfg)(record)
     cfg.DATALOADER.SKIP_BAD_SAMPLES = True
@@ -145,7 +145,7 @@ def test_killed_run_resumes_at_the_right_iteration_and_learning_rate(toy_citysca
     assert metrics["iteration"] == 29
 
     # The learning rate follows the uninterrupted schedule (WarmupPolyLR) at iteration 29.
-    cfg = load_config("demo.yaml", *TINY_DEMO, *opts)
+    cfg = cpu_cfg("demo.yaml", *TINY_DEMO, *opts)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.SOLVER.BASE_LR)
     scheduler = build_lr_scheduler(cfg, optimizer)
     for _ in range(29):

@@ -7,8 +7,8 @@ import torch
 from detectron2.engine import defaults
 from detectron2.utils import comm
 
-from .checkpoint import SafeCheckpointer
-from .errors import InputError
+from ..checkpoint import SafeCheckpointer
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 _d2_create_ddp_model = defaults.create_ddp_model

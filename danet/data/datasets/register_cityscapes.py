@@ -15,7 +15,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
-from .errors import MissingInputError
+from ...errors import MissingInputError
 
 PREPARE = "run `python datasets/prepare_cityscapes.py --root <root>` (root defaults to $DETECTRON2_DATASETS/cityscapes)"
 

@@ -6,7 +6,7 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .errors import InputError, MissingInputError
+from ..errors import InputError, MissingInputError
 
 
 class CheckpointError(InputError):

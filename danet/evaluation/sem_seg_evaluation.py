@@ -16,7 +16,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import CityscapesSemSegEvaluator, SemSegEvaluator
 from detectron2.utils.file_io import PathManager
 
-from .errors import InputError
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 

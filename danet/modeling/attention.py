@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import InputError
 from .chunked_attention import ChunkedAttention, softmax_dtype
-from .errors import InputError
 
 # "auto" resolves per device, see resolve_impl.
 ATTENTION_IMPLS = ("auto", "naive", "chunked", "sdpa")

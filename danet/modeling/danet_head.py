@@ -10,8 +10,8 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 
+from ..errors import InputError
 from .attention import ChannelAttention, FeatureSimilarityPositionAttention, PositionAttention
-from .errors import InputError
 
 
 def conv_norm_relu(in_channels, out_channels, kernel_size, norm):

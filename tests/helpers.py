@@ -1,42 +1,57 @@
-"""Tiny models and generated datasets shared by the inference and evaluation tests."""
+"""Configs of small CPU models and generated datasets shared by the tests."""
 import os
+import sys
 
 import numpy as np
 from PIL import Image
 
-from cityscapesscripts.helpers.labels import trainId2label
-from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
-from danet import add_danet_config
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from cityscapesscripts.helpers.labels import trainId2label  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+
+from danet import add_danet_config  # noqa: E402
+
 BASE_CONFIG = os.path.join(REPO, "configs", "base.yaml")
 CITYSCAPES_TRAIN_IDS = range(19)
 CLASSES = [trainId2label[i].name for i in CITYSCAPES_TRAIN_IDS]
 COLORS = [list(trainId2label[i].color) for i in CITYSCAPES_TRAIN_IDS]
 
-# A narrow randomly initialised DANet-R50 on CPU: seconds per small image.
-TINY_MODEL_OPTS = [
+# On CPU without downloads: random init and plain BN.
+CPU_OPTS = [
     "MODEL.WEIGHTS", "",
     "MODEL.DEVICE", "cpu",
     "MODEL.RESNETS.NORM", "BN",
     "MODEL.SEM_SEG_HEAD.NORM", "BN",
+]
+# A ResNet-50 narrow enough for fast CPU tests; the DANet head keeps its design.
+NARROW_RESNET = [
     "MODEL.RESNETS.WIDTH_PER_GROUP", "8",
     "MODEL.RESNETS.STEM_OUT_CHANNELS", "32",
     "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+]
+# The narrow DANet-R50 on small test images: seconds per image.
+TINY_MODEL_OPTS = CPU_OPTS + NARROW_RESNET + [
     "INPUT.MIN_SIZE_TEST", "48",
     "INPUT.MAX_SIZE_TEST", "96",
     "DATALOADER.NUM_WORKERS", "0",
-]
+]  # fmt: skip
+
+
+def cpu_cfg(name="base.yaml", *opts):
+    """configs/<name> on CPU without downloads, then ``opts``."""
+    cfg = get_cfg()
+    add_danet_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", name))
+    cfg.merge_from_list(CPU_OPTS + [str(o) if isinstance(o, (int, float)) else o for o in opts])
+    return cfg
 
 
 def tiny_cfg(*opts):
-    cfg = get_cfg()
-    add_danet_config(cfg)
-    cfg.merge_from_file(BASE_CONFIG)
-    cfg.merge_from_list(TINY_MODEL_OPTS + list(opts))
-    return cfg
+    """The tiny DANet of TINY_MODEL_OPTS, then ``opts``."""
+    return cpu_cfg("base.yaml", *TINY_MODEL_OPTS, *opts)
 
 
 def register_toy_dataset(root, name, num_images=2, size=(48, 64), seed=0, colors=COLORS):

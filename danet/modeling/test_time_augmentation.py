@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from detectron2.data import transforms as T
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def _pair(value, key):

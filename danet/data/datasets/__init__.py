@@ -1,0 +1,1 @@
+from .register_cityscapes import register_cityscapes_sem_seg

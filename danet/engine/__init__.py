@@ -1,0 +1,1 @@
+from .defaults import adapt_to_device, create_ddp_model, trainer_defaults

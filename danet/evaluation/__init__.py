@@ -1,0 +1,7 @@
+from .sem_seg_evaluation import (
+    CityscapesOfficialEvaluator,
+    SemSegReportEvaluator,
+    build_sem_seg_evaluators,
+    comparison_table,
+    summary_table,
+)

@@ -1,0 +1,3 @@
+from .attention import ChannelAttention, FeatureSimilarityPositionAttention, PositionAttention
+from .danet_head import DANetHead
+from .test_time_augmentation import SemanticSegmentorWithTTA, build_test_time_segmentor
