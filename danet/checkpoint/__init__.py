@@ -1,1 +1,3 @@
-from .checkpointer import CheckpointError, SafeCheckpointer
+from .checkpointer import SafeCheckpointer
+from .errors import CheckpointError
+from .layouts import LAYOUTS, WeightLayout, detect_layout, register_layout

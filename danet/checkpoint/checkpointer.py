@@ -6,11 +6,9 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-from ..errors import InputError, MissingInputError
-
-
-class CheckpointError(InputError):
-    """A checkpoint that cannot be used as asked."""
+from ..errors import MissingInputError
+from .errors import CheckpointError
+from .layouts import detect_layout, is_project_layout, unwrap_state_dict
 
 
 class SafeCheckpointer(DetectionCheckpointer):
@@ -40,6 +38,21 @@ class SafeCheckpointer(DetectionCheckpointer):
                 "when using --resume."
             )
         return super().load(path, *args, **kwargs)
+
+    def _torch_load(self, f):
+        """Read ``f`` without running pickled code (a tampered download cannot
+        execute anything), and rename the weights of a published checkpoint
+        in another project's layout (danet/checkpoint/layouts.py)."""
+        try:
+            loaded = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001  (pickle refuses anything but tensors and plain values)
+            raise CheckpointError(f"{f}: cannot be read as a checkpoint of tensors ({e})") from e
+        state_dict = unwrap_state_dict(loaded)
+        if is_project_layout(state_dict):
+            return loaded if "model" in loaded else {"model": state_dict}
+        layout = detect_layout(state_dict, source=f)
+        self.logger.info(f"{f}: converting weights from the {layout.name} layout ({layout.description})")
+        return {"model": layout.convert(state_dict), "layout": layout.name}
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)

@@ -1,0 +1,5 @@
+from ..errors import InputError
+
+
+class CheckpointError(InputError):
+    """A checkpoint that cannot be used as asked."""
