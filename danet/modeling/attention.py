@@ -14,6 +14,15 @@ from .chunked_attention import ChunkedAttention, softmax_dtype
 ATTENTION_IMPLS = ("auto", "naive", "chunked", "sdpa")
 
 
+def check_impl(impl):
+    """``impl`` if it names a route: checked when a module is built, not at its first forward."""
+    if impl not in ATTENTION_IMPLS:
+        raise InputError(
+            f"MODEL.DANET.ATTENTION_IMPL must be one of {ATTENTION_IMPLS}, got {impl!r}"
+        )
+    return impl
+
+
 def resolve_impl(impl, device):
     """The route "auto" takes on ``device``.
 
@@ -25,11 +34,7 @@ def resolve_impl(impl, device):
     from the query/key width (chosen from the kernels' documented constraints,
     not measured: no GPU was available).
     """
-    if impl not in ATTENTION_IMPLS:
-        raise InputError(
-            f"MODEL.DANET.ATTENTION_IMPL must be one of {ATTENTION_IMPLS}, got {impl!r}"
-        )
-    if impl != "auto":
+    if check_impl(impl) != "auto":
         return impl
     return "sdpa" if device.type == "cuda" else "chunked"
 
@@ -46,14 +51,25 @@ def position_attention(query, key, value, impl="auto"):
     """
     impl = resolve_impl(impl, query.device)
     if impl == "naive":
-        energy = torch.bmm(query, key.transpose(1, 2))
-        # Softmax in float32 at least: under autocast the energy is bf16 / fp16.
-        probs = energy.softmax(dim=-1, dtype=softmax_dtype(energy))
+        probs = exact_product(query, key.transpose(1, 2)).softmax(dim=-1)
         return torch.bmm(probs.to(value.dtype), value)
     query, key, value = _autocast_inputs(query, key, value)
     if impl == "chunked":
         return ChunkedAttention.apply(query, key, value)
     return _sdpa(query, key, value)
+
+
+def exact_product(a, b):
+    """a @ b in float32 at least, also under autocast.
+
+    The energies of attention are sums of many products: in fp16 (largest value
+    65504) they overflow at moderate activations, e.g. channel attention over
+    128x128 positions of RMS 7, and softmax then gives NaN. float32 keeps them,
+    and the softmax after them, finite; float64 stays exact.
+    """
+    dtype = softmax_dtype(a)
+    with torch.autocast(a.device.type, enabled=False):
+        return torch.bmm(a.to(dtype), b.to(dtype))
 
 
 def _sdpa(query, key, value):
@@ -94,7 +110,7 @@ class PositionAttention(nn.Module):
         self.key = nn.Conv2d(in_channels, key_channels, kernel_size=1)
         self.value = nn.Conv2d(in_channels, in_channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1))
-        self.impl = impl
+        self.impl = check_impl(impl)
 
     def forward(self, x):
         b, c, h, w = x.shape
@@ -111,7 +127,7 @@ class FeatureSimilarityPositionAttention(nn.Module):
     def __init__(self, impl="auto"):
         super().__init__()
         self.gamma = nn.Parameter(torch.zeros(1))
-        self.impl = impl
+        self.impl = check_impl(impl)
 
     def forward(self, x):
         b, c, h, w = x.shape
@@ -135,10 +151,9 @@ class ChannelAttention(nn.Module):
     def forward(self, x):
         b, c, h, w = x.shape
         flat = x.reshape(b, c, h * w)
-        energy = torch.bmm(flat, flat.transpose(1, 2))
-        # Negated in place (bmm keeps its inputs, not its output, for backward);
-        # softmax in float32 at least: under autocast the energy is bf16 / fp16.
-        probs = torch.softmax(energy.neg_(), dim=-1, dtype=softmax_dtype(energy))
+        energy = exact_product(flat, flat.transpose(1, 2))
+        # Negated in place: bmm keeps its inputs, not its output, for backward.
+        probs = torch.softmax(energy.neg_(), dim=-1)
         out = torch.bmm(probs.to(flat.dtype), flat)
         return self.gamma * out.reshape(b, c, h, w) + x
 

@@ -5,8 +5,9 @@ probabilities at a time from them (the recomputation of FlashAttention, Dao et
 al. 2022, over whole rows). All large products stay plain ``bmm`` calls,
 so they run in BLAS on CPU and cuBLAS on CUDA; only Q_blk K^T is computed twice.
 
-The softmax and the score gradient are computed in float32, so bf16 / fp16
-inputs (under autocast) do not lose the softmax normalisation.
+The scores, their softmax and the score gradient are computed in float32, so
+fp16 inputs (under autocast) do not overflow in Q K^T and bf16 / fp16 inputs do
+not lose the softmax normalisation.
 """
 import torch
 
@@ -31,7 +32,7 @@ class ChunkedAttention(torch.autograd.Function):
         out = value.new_empty(batch, num_queries, value.shape[2])
         blocks = _BlockBuffers(query, key)
         for block in blocks.slices():
-            probs = blocks.probs(query[:, block], key)
+            probs = blocks.probs(query[:, block])
             torch.bmm(probs.to(value.dtype), value, out=out[:, block])
         ctx.save_for_backward(query, key, value, out)
         return out
@@ -48,10 +49,10 @@ class ChunkedAttention(torch.autograd.Function):
         grad_key = torch.zeros_like(key, dtype=stats)
         grad_value = torch.zeros_like(value, dtype=stats)
         blocks = _BlockBuffers(query, key)
-        grad_scores_buffer = torch.empty_like(blocks.scores_buffer)
+        grad_scores_buffer = query.new_empty(blocks.scores_buffer.shape)
         for block in blocks.slices():
             query_blk, grad_out_blk = query[:, block], grad_out[:, block]
-            probs = blocks.probs(query_blk, key)
+            probs = blocks.probs(query_blk)
             grad_value.baddbmm_(probs.transpose(1, 2), grad_out_blk.to(stats))
             grad_scores = _view(grad_scores_buffer, probs.shape)
             torch.bmm(grad_out_blk, value_t, out=grad_scores)
@@ -62,33 +63,32 @@ class ChunkedAttention(torch.autograd.Function):
 
 
 class _BlockBuffers:
-    """One score buffer (and one float32 probability buffer for half inputs)
-    reused by every block: allocating a fresh block each time lets the heap
-    grow by several blocks (on CPU, 2x the layer's peak memory at 32 MB blocks)."""
+    """One float32 (at least) score buffer reused by every block: allocating a
+    fresh block each time lets the heap grow by several blocks (on CPU, 2x the
+    layer's peak memory at 32 MB blocks)."""
 
     def __init__(self, query, key):
         batch, self.num_queries, _ = query.shape
         self.rows = block_rows(batch, key.shape[1])
+        self.dtype = softmax_dtype(query)
+        self.key_t = key.to(self.dtype).transpose(1, 2)
         shape = (batch, min(self.rows, self.num_queries), key.shape[1])
-        self.scores_buffer = query.new_empty(shape)
-        stats = softmax_dtype(query)
-        self.probs_buffer = self.scores_buffer if stats == query.dtype else query.new_empty(shape, dtype=stats)
+        self.scores_buffer = query.new_empty(shape, dtype=self.dtype)
 
     def slices(self):
         return [slice(start, start + self.rows) for start in range(0, self.num_queries, self.rows)]
 
-    def probs(self, query_block, key):
-        """softmax(Q_blk K^T) over whole rows, in float32 at least.
+    def probs(self, query_block):
+        """softmax(Q_blk K^T) over whole rows, in float32 at least, written over the scores.
 
         The rows are complete, so backward recomputes them with the same fused
         softmax instead of saving a log-sum-exp: on CPU one fused softmax costs
         less than logsumexp plus exp (benchmarks/bench_attention.py).
         """
-        shape = (query_block.shape[0], query_block.shape[1], key.shape[1])
+        shape = (*query_block.shape[:2], self.key_t.shape[2])
         scores = _view(self.scores_buffer, shape)
-        torch.bmm(query_block, key.transpose(1, 2), out=scores)
-        probs = _view(self.probs_buffer, shape)
-        return torch.softmax(scores, dim=-1, dtype=probs.dtype, out=probs)
+        torch.bmm(query_block.to(self.dtype), self.key_t, out=scores)
+        return torch.softmax(scores, dim=-1, out=scores)
 
 
 def _view(buffer, shape):
