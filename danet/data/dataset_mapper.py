@@ -28,7 +28,8 @@ class SemSegDatasetMapper(DatasetMapper):
     An image or label that cannot be read (missing, zero bytes, truncated), a
     label of another size than its image, or a label holding ids outside
     ``[0, num_classes)`` other than the ignore value raises BadSampleError
-    naming the file. In training with ``DATALOADER.SKIP_BAD_SAMPLES`` the
+    naming the file; 16-bit labels in range are read as 8-bit ones. Only the
+    training mapper reads labels. In training with ``DATALOADER.SKIP_BAD_SAMPLES`` the
     sample is instead skipped with a warning and a count, and detectron2's
     MapDataset draws another one.
     """
@@ -65,7 +66,8 @@ class SemSegDatasetMapper(DatasetMapper):
             utils.check_image_size(dataset_dict, image)
         except utils.SizeMismatchError as e:
             raise BadSampleError(f"{image_file}: {e}") from e
-        label_file = dataset_dict.pop("sem_seg_file_name", None)
+        # At test time the evaluator reads the label itself, at its full size.
+        label_file = dataset_dict.pop("sem_seg_file_name", None) if self.is_train else None
         if label_file is None:
             return image, None
         label = _read(label_file, lambda f: np.asarray(Image.open(f)))
@@ -79,14 +81,27 @@ class SemSegDatasetMapper(DatasetMapper):
                 f"{label_file}: label is {label.shape[1]}x{label.shape[0]} but its image {image_file} "
                 f"is {image.shape[1]}x{image.shape[0]}"
             )
-        invalid = (label >= self.num_classes) & (label != self.ignore_value)
+        invalid = ((label < 0) | (label >= self.num_classes)) & (label != self.ignore_value)
         if invalid.any():
             raise BadSampleError(
                 f"{label_file}: ids {sorted(np.unique(label[invalid]).tolist())[:5]} are outside the "
                 f"train ids 0..{self.num_classes - 1} and the ignore value {self.ignore_value} "
                 "(MODEL.SEM_SEG_HEAD.NUM_CLASSES, IGNORE_VALUE)"
             )
-        return image, label
+        return image, _as_uint8(label, label_file)
+
+
+def _as_uint8(label, label_file):
+    """A 16- or 32-bit label (PIL modes I;16, I) as uint8, the only label type
+    detectron2's resize and crop handle."""
+    if label.dtype == np.uint8:
+        return label
+    if label.max(initial=0) > 255:
+        raise BadSampleError(
+            f"{label_file}: id {label.max()} does not fit the 8 bits of a label: save ignored "
+            "pixels as 255 and set MODEL.SEM_SEG_HEAD.IGNORE_VALUE 255"
+        )
+    return label.astype(np.uint8)
 
 
 def _read(path, reader):
@@ -101,5 +116,6 @@ def build_train_mapper(cfg):
 
 
 def build_test_mapper(cfg):
-    """Resize to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST, as detectron2's test mapper."""
+    """Resize to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST, as detectron2's test
+    mapper; labels are left to the evaluator."""
     return SemSegDatasetMapper(cfg, is_train=False, augmentations=utils.build_augmentation(cfg, is_train=False))
