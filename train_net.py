@@ -17,7 +17,7 @@ from detectron2.utils.logger import setup_logger
 from danet.checkpoint import SafeCheckpointer
 from danet.config import load_config
 from danet.data import build_test_mapper, build_train_mapper
-from danet.engine import adapt_to_device, trainer_defaults
+from danet.engine import adapt_to_device, check_num_gpus, trainer_defaults
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
 from danet.modeling import build_test_time_segmentor
@@ -33,6 +33,8 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference")
+        if len(cfg.DATASETS.TEST) > 1:  # one folder per dataset, so none overwrites another's files
+            output_folder = os.path.join(output_folder, dataset_name)
         return DatasetEvaluators(build_sem_seg_evaluators(cfg, dataset_name, output_folder))
 
     @classmethod
@@ -50,6 +52,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
+        if not cfg.DATASETS.TEST:  # e.g. the evaluation hook at the end of training
+            logger.info("DATASETS.TEST is empty: evaluation skipped.")
+            return {}
         # Sliding window when TEST.SLIDING_WINDOW.ENABLED; the model itself otherwise.
         results = super().test(cfg, build_test_time_segmentor(cfg, model), evaluators)
         for dataset_name, result in cls.by_dataset(cfg, results).items():
@@ -116,8 +121,8 @@ def evaluate(cfg, args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     with exit_on_input_error("train_net.py"):
-        # Check the config before any process is launched.
-        load_config(args.config_file, args.opts)
+        # Check the config and the devices before any process is launched.
+        check_num_gpus(load_config(args.config_file, args.opts), args.num_gpus)
     launch(
         main,
         args.num_gpus,

@@ -1,5 +1,6 @@
 """Configs of small CPU models and generated datasets shared by the tests."""
 import os
+import runpy
 import sys
 
 import numpy as np
@@ -9,6 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from cityscapesscripts.helpers.labels import trainId2label  # noqa: E402
+import detectron2.engine  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
@@ -80,3 +82,21 @@ def register_toy_dataset(root, name, num_images=2, size=(48, 64), seed=0, colors
         stuff_classes=CLASSES, stuff_colors=colors, ignore_label=255, evaluator_type="sem_seg"
     )
     return records
+
+
+def run_train_net_script(*argv):
+    """Run train_net.py as a script in this process, up to launch(), which is
+    not called: returns the (function, num_gpus) of each launch; a one-line
+    error ends in SystemExit as from the script."""
+    import danet.engine
+
+    launched = []
+    saved = sys.argv, detectron2.engine.launch, getattr(danet.engine, "launch", None)
+    sys.argv = ["train_net.py", *argv]
+    fake_launch = lambda function, num_gpus, **kwargs: launched.append((function, num_gpus))  # noqa: E731
+    detectron2.engine.launch = danet.engine.launch = fake_launch
+    try:
+        runpy.run_path(os.path.join(REPO, "train_net.py"), run_name="__main__")
+    finally:
+        sys.argv, detectron2.engine.launch, danet.engine.launch = saved
+    return launched

@@ -1,1 +1,1 @@
-from .defaults import adapt_to_device, create_ddp_model, trainer_defaults
+from .defaults import adapt_to_device, check_num_gpus, create_ddp_model, trainer_defaults

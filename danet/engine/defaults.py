@@ -47,3 +47,15 @@ def adapt_to_device(cfg):
             if cfg.MODEL[key].NORM == "SyncBN":
                 cfg.MODEL[key].NORM = "naiveSyncBN"
                 logger.info(f"MODEL.{key}.NORM: SyncBN needs CUDA; using naiveSyncBN on CPU.")
+
+
+def check_num_gpus(cfg, num_gpus):
+    """Refuse ``--num-gpus`` beyond the visible GPUs when MODEL.DEVICE is CUDA,
+    before launch() starts one failing process per GPU. With MODEL.DEVICE cpu
+    the processes train on CPU (gloo)."""
+    available = torch.cuda.device_count()
+    if cfg.MODEL.DEVICE.startswith("cuda") and num_gpus > available:
+        raise InputError(
+            f"--num-gpus {num_gpus} with MODEL.DEVICE {cfg.MODEL.DEVICE!r}, but {available} CUDA devices "
+            "are available: lower --num-gpus, or add `MODEL.DEVICE cpu` to train in CPU processes."
+        )
