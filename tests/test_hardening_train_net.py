@@ -26,7 +26,8 @@ def labelled_pixels(records):
 
 def test_each_test_dataset_writes_its_reports_under_its_name(tmp_path):
     sizes = {"toy_first": 1, "toy_second": 2}
-    records = {name: register_toy_dataset(tmp_path / name, name, num_images=n, seed=n) for name, n in sizes.items()}
+    records = {name: register_toy_dataset(tmp_path / name, name, num_images=n, seed=n)
+               for name, n in sizes.items()}  # fmt: skip
     cfg = tiny_cfg("DATASETS.TEST", tuple(sizes), "OUTPUT_DIR", str(tmp_path / "output"),
                    "TEST.AUG.ENABLED", True, "TEST.AUG.SCALES", (1.0,))  # fmt: skip
     model = build_model(cfg).eval()
@@ -46,8 +47,8 @@ def test_each_test_dataset_writes_its_reports_under_its_name(tmp_path):
 def test_training_without_test_datasets_skips_the_final_evaluation(tmp_path):
     register_toy_dataset(tmp_path / "data", "toy_train_only")
     args = default_argument_parser().parse_args(
-        ["--config-file", BASE_CONFIG, *TINY_MODEL_OPTS, *TINY_TRAINING, "DATASETS.TRAIN", "('toy_train_only',)",
-         "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "output")]
+        ["--config-file", BASE_CONFIG, *TINY_MODEL_OPTS, *TINY_TRAINING, "OUTPUT_DIR", str(tmp_path / "output"),
+         "DATASETS.TRAIN", "('toy_train_only',)", "DATASETS.TEST", "()"]
     )  # fmt: skip
     train_net.main(args)
     assert (tmp_path / "output" / "model_final.pth").is_file()
@@ -64,5 +65,6 @@ def test_more_gpus_than_present_is_one_line_before_launching():
 
 
 def test_cpu_processes_are_still_launched():
-    [(function, num_gpus)] = run_train_net_script("--config-file", BASE_CONFIG, "--num-gpus", "2", "MODEL.DEVICE", "cpu")
+    launched = run_train_net_script("--config-file", BASE_CONFIG, "--num-gpus", "2", "MODEL.DEVICE", "cpu")
+    [(function, num_gpus)] = launched
     assert (function.__name__, num_gpus) == ("main", 2)
