@@ -3,6 +3,7 @@ import os
 import sys
 
 import numpy as np
+import torch
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -11,6 +12,7 @@ sys.path.insert(0, REPO)
 from cityscapesscripts.helpers.labels import trainId2label  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
 
 from danet import add_danet_config  # noqa: E402
 
@@ -52,6 +54,14 @@ def cpu_cfg(name="base.yaml", *opts):
 def tiny_cfg(*opts):
     """The tiny DANet of TINY_MODEL_OPTS, then ``opts``."""
     return cpu_cfg("base.yaml", *TINY_MODEL_OPTS, *opts)
+
+
+def save_tiny_weights(path, *opts, seed=0):
+    """Random weights of tiny_cfg(*opts) saved as a detectron2 checkpoint:
+    evaluation and prediction refuse to run without trained weights."""
+    torch.manual_seed(seed)
+    torch.save({"model": build_model(tiny_cfg(*opts)).state_dict()}, path)
+    return str(path)
 
 
 def register_toy_dataset(root, name, num_images=2, size=(48, 64), seed=0, colors=COLORS):
