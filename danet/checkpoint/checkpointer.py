@@ -115,9 +115,9 @@ class SafeCheckpointer(DetectionCheckpointer):
             )
         missing = [k for k in incompatible.missing_keys if not k.endswith(_IGNORED_SUFFIX)]
         if self.require_all_weights and missing:
-            held = f"it is a {LAYOUTS[layout].description}" if layout else "it holds other weights"
+            held = f" (it holds {LAYOUTS[layout].description})" if layout in LAYOUTS else ""
             raise CheckpointError(
-                f"MODEL.WEIGHTS lacks weights of this model ({held}): {summarize_keys(missing)}; "
+                f"MODEL.WEIGHTS lacks weights of this model{held}: {summarize_keys(missing)}; "
                 "evaluation and prediction need a checkpoint trained with this config"
             )
         return incompatible
