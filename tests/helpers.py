@@ -1,4 +1,5 @@
 """Configs of small CPU models and generated datasets shared by the tests."""
+import importlib.util
 import os
 import sys
 
@@ -40,6 +41,16 @@ TINY_MODEL_OPTS = CPU_OPTS + NARROW_RESNET + [
     "INPUT.MAX_SIZE_TEST", "96",
     "DATALOADER.NUM_WORKERS", "0",
 ]  # fmt: skip
+
+
+def load_script(relative_path):
+    """A script of this repository (``demo.py``, ``tools/x.py``) as a module,
+    to call its ``main(argv)`` in-process."""
+    name = os.path.splitext(os.path.basename(relative_path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def cpu_cfg(name="base.yaml", *opts):

@@ -2,9 +2,7 @@
 the device is checked first, and weights that do not give every weight of the
 model end in one line instead of predicting with a random head. Training may
 still fine-tune to another number of classes when asked to."""
-import importlib.util
 import logging
-import os
 
 import numpy as np
 import pytest
@@ -16,19 +14,12 @@ from detectron2.modeling import build_model
 
 from danet.checkpoint import CheckpointError
 from danet.engine import trainer_defaults
-from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, register_toy_dataset, save_tiny_weights, tiny_cfg
+from helpers import BASE_CONFIG, TINY_MODEL_OPTS, load_script, register_toy_dataset, save_tiny_weights, tiny_cfg
 
 
-def load_entry_point(name, path):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = load_entry_point("demo", "demo.py")
-train_net = load_entry_point("train_net", "train_net.py")
-analyze_model = load_entry_point("analyze_model", os.path.join("tools", "analyze_model.py"))
+demo = load_script("demo.py")
+train_net = load_script("train_net.py")
+analyze_model = load_script("tools/analyze_model.py")
 
 
 @pytest.fixture

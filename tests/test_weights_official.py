@@ -18,7 +18,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, build_model
 
 from danet.checkpoint import CheckpointError, SafeCheckpointer
 from danet.config import load_config
-from helpers import CPU_OPTS, REPO, cpu_cfg
+from helpers import CPU_OPTS, REPO, cpu_cfg, load_script
 
 OFFICIAL_CONFIG = os.path.join(REPO, "configs", "official", "danet101_cityscapes.yaml")
 # Blocks per stage of their resnet50 / resnet101.
@@ -135,7 +135,8 @@ def test_every_key_of_the_authors_danet101_is_used(tmp_path):
     assert torch.equal(loaded["sem_seg_head.position_branch.1.gamma"], state_dict["head.sa.gamma"])
     assert torch.equal(loaded["sem_seg_head.channel_branch.1.gamma"], state_dict["head.sc.gamma"])
     assert torch.equal(loaded["sem_seg_head.fused_predictor.1.weight"], state_dict["head.conv8.1.weight"])
-    assert torch.equal(loaded["backbone.res5.2.conv3.norm.running_var"], state_dict["pretrained.layer4.2.bn3.running_var"])
+    running_var = state_dict["pretrained.layer4.2.bn3.running_var"]
+    assert torch.equal(loaded["backbone.res5.2.conv3.norm.running_var"], running_var)
     assert torch.equal(loaded["backbone.stem.conv1.weight"], state_dict["pretrained.conv1.weight"])
 
 
@@ -168,10 +169,12 @@ def authors_backbone_features(state_dict, image, res4_dilations, res5_dilations)
             block_stride = stride if block == 0 else 1
             dilation = dilations[block] if dilations else 1
             out = F.relu(bn(f"{name}.bn1", F.conv2d(x, state_dict[f"{name}.conv1.weight"])))
-            out = F.conv2d(out, state_dict[f"{name}.conv2.weight"], stride=block_stride, padding=dilation, dilation=dilation)
+            conv2 = state_dict[f"{name}.conv2.weight"]
+            out = F.conv2d(out, conv2, stride=block_stride, padding=dilation, dilation=dilation)
             out = bn(f"{name}.bn3", F.conv2d(F.relu(bn(f"{name}.bn2", out)), state_dict[f"{name}.conv3.weight"]))
             if block == 0:
-                x = bn(f"{name}.downsample.1", F.conv2d(x, state_dict[f"{name}.downsample.0.weight"], stride=block_stride))
+                shortcut = F.conv2d(x, state_dict[f"{name}.downsample.0.weight"], stride=block_stride)
+                x = bn(f"{name}.downsample.1", shortcut)
             x = F.relu(out + x)
         features[f"res{layer + 1}"] = x
     return features
@@ -235,7 +238,7 @@ def test_official_config_builds_the_authors_network_and_their_logits(tmp_path):
     logits equal their forward (backbone, head, align_corners=True resize)."""
     state_dict = authors_state_dict(depth=101, planes=8, stem=16)
     path = save_authors_checkpoint(tmp_path / "narrow101.pth.tar", state_dict)
-    opts = CPU_OPTS + NARROW + ["MODEL.WEIGHTS", path, "TEST.AUG.ENABLED", "False", "TEST.SLIDING_WINDOW.ENABLED", "False"]
+    opts = CPU_OPTS + NARROW + ["TEST.AUG.ENABLED", "False", "TEST.SLIDING_WINDOW.ENABLED", "False"]
     model = build_model(load_config(OFFICIAL_CONFIG, opts))
     SafeCheckpointer(model, require_all_weights=True).load(path)
     model.eval()
@@ -246,18 +249,14 @@ def test_official_config_builds_the_authors_network_and_their_logits(tmp_path):
     with torch.no_grad():
         logits = model([{"image": image}])[0]["sem_seg"]
         normalized = ((image - model.pixel_mean) / model.pixel_std)[None]
-        expected = authors_head_logits(state_dict, authors_backbone_features(state_dict, normalized, res4, res5)["res5"])
+        features = authors_backbone_features(state_dict, normalized, res4, res5)
+        expected = authors_head_logits(state_dict, features["res5"])
         expected = F.interpolate(expected, size=(61, 83), mode="bilinear", align_corners=True)[0]
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_convert_tool_writes_what_detectron2_loads(tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("convert_weights", os.path.join(REPO, "tools", "convert_weights.py"))
-    convert_weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(convert_weights)
-
+    convert_weights = load_script("tools/convert_weights.py")
     state_dict = authors_state_dict(depth=50, planes=8, stem=16)
     src = save_authors_checkpoint(tmp_path / "narrow.pth.tar", state_dict)
     dst = tmp_path / "converted" / "danet.pth"
@@ -272,9 +271,8 @@ def test_convert_tool_writes_what_detectron2_loads(tmp_path, capsys):
     SafeCheckpointer(by_weights, require_all_weights=True).load(src)  # MODEL.WEIGHTS = the authors' file
     image = torch.randint(0, 256, (3, 40, 56), dtype=torch.uint8).float()
     with torch.no_grad():
-        torch.testing.assert_close(
-            by_detectron2([{"image": image}])[0]["sem_seg"], by_weights([{"image": image}])[0]["sem_seg"], rtol=0, atol=0
-        )
+        expected = by_weights([{"image": image}])[0]["sem_seg"]
+        torch.testing.assert_close(by_detectron2([{"image": image}])[0]["sem_seg"], expected, rtol=0, atol=0)
 
     with pytest.raises(SystemExit, match="convert_weights.py: error: .*no rule for 1 key.*head.extra.weight"):
         state_dict["head.extra.weight"] = torch.zeros(1)
@@ -292,5 +290,6 @@ def test_weights_the_config_does_not_use_are_one_line(tmp_path):
     the authors' PAM weights would be silently dropped."""
     path = save_authors_checkpoint(tmp_path / "narrow.pth.tar", authors_state_dict(depth=50, planes=8, stem=16))
     model = build_model(authors_model_cfg(*NARROW, "MODEL.DANET.POSITION_ATTENTION", "seed"))
-    with pytest.raises(CheckpointError, match=r"official layout\) has weights this model does not use: .*position_branch.1.key.bias"):
+    unused = r"official layout\) has weights this model does not use: .*position_branch.1.key.bias"
+    with pytest.raises(CheckpointError, match=unused):
         SafeCheckpointer(model).load(path)

@@ -11,7 +11,7 @@ import torchvision
 from detectron2.modeling import BACKBONE_REGISTRY, build_model
 
 from danet.checkpoint import SafeCheckpointer, read_checkpoint, to_project_names
-from helpers import cpu_cfg
+from helpers import cpu_cfg, load_script
 
 SEVEN_BY_SEVEN_STEM = [
     "MODEL.RESNETS.STEM_TYPE", "basic",
@@ -117,3 +117,14 @@ def test_url_weights_are_downloaded_and_converted(loaded, tmp_path, monkeypatch)
         model.state_dict()["backbone.res5.2.conv3.norm.running_var"],
         torch.load(path, weights_only=True)["layer4.2.bn3.running_var"],
     )
+
+
+def test_convert_tool_reports_the_backbone_and_what_it_left_out(loaded, tmp_path, capsys):
+    convert_weights = load_script("tools/convert_weights.py")
+    path, resnet, _ = loaded
+    convert_weights.main([str(path), str(tmp_path / "r50.pth"), "--from", "torchvision"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{path}: torchvision's layout"
+    assert "  backbone.stem: 6 tensors" in out  # conv1, bn1 (5)
+    assert out[-3].startswith("  left out: 2 tensors") and "a backbone to train from" in out[-2]
+    assert out[-1] == f"Wrote {tmp_path / 'r50.pth'}: {len(resnet.state_dict()) - 2} tensors"

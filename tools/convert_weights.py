@@ -57,6 +57,8 @@ def convert(src, dst, layout=None):
     dropped = len(original) - len(state_dict)
     if dropped:
         report.append(f"  left out: {dropped} tensors ({LAYOUTS[layout].description})")
+    if layout and not LAYOUTS[layout].whole_model:
+        report.append("  a backbone to train from: evaluation and prediction need a trained model")
     report.append(f"Wrote {dst}: {len(state_dict)} tensors")
     return report
 

@@ -17,7 +17,13 @@ STAGES = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"
 # downsample.0/1 are the projection shortcut's conv and norm.
 _BLOCK_KEY = re.compile(r"^(layer[1-4])\.(\d+)\.(conv[123]|bn[123]|downsample\.[01])\.(\w+)$")
 # The deep stem of PyTorch-Encoding's ResNet: conv1 = Sequential(conv, bn, relu, conv, bn, relu, conv).
-_DEEP_STEM = {"conv1.0": "conv1", "conv1.1": "conv1.norm", "conv1.3": "conv2", "conv1.4": "conv2.norm", "conv1.6": "conv3"}
+_DEEP_STEM = {
+    "conv1.0": "conv1",
+    "conv1.1": "conv1.norm",
+    "conv1.3": "conv2",
+    "conv1.4": "conv2.norm",
+    "conv1.6": "conv3",
+}
 
 
 def resnet_key(key, deep_stem=False):
