@@ -110,15 +110,15 @@ class SafeCheckpointer(DetectionCheckpointer):
         unused = [k for k in incompatible.unexpected_keys if not k.endswith(_IGNORED_SUFFIX)]
         if layout and unused:
             raise CheckpointError(
-                f"MODEL.WEIGHTS ({layout} layout) has weights this model does not use: "
-                f"{summarize_keys(unused)}; check the config matches that checkpoint's network"
+                f"MODEL.WEIGHTS ({layout} layout) does not match this config's model (not in the model: "
+                f"{summarize_keys(unused)}): use the config made for that checkpoint (configs/official/, ...)"
             )
         missing = [k for k in incompatible.missing_keys if not k.endswith(_IGNORED_SUFFIX)]
         if self.require_all_weights and missing:
             held = f" (it holds {LAYOUTS[layout].description})" if layout in LAYOUTS else ""
             raise CheckpointError(
-                f"MODEL.WEIGHTS lacks weights of this model{held}: {summarize_keys(missing)}; "
-                "evaluation and prediction need a checkpoint trained with this config"
+                f"MODEL.WEIGHTS lacks weights of this model{held} (not in the checkpoint: "
+                f"{summarize_keys(missing)}): evaluation and prediction need a checkpoint trained with this config"
             )
         return incompatible
 

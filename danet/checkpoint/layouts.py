@@ -96,15 +96,15 @@ def rename_keys(state_dict, rename: Callable[[str], Optional[str]], layout_name,
 
 
 def summarize_keys(keys, limit=8):
-    """``keys`` for a one-line message: all of them when at most ``limit``,
-    else grouped by module (``sem_seg_head.fused_predictor.* (2)``)."""
-    keys = sorted(keys)
+    """``keys`` (in their order) for a one-line message: all of them when at
+    most ``limit``, else the first of each module and how many more it has."""
+    keys = list(keys)
     if len(keys) <= limit:
         return ", ".join(keys)
     groups = {}
     for key in keys:
         module = ".".join(key.split(".")[:2])
-        groups[module] = groups.get(module, 0) + 1
-    shown = [f"{module}.* ({count})" for module, count in groups.items()]
+        groups.setdefault(module, [key, 0])[1] += 1
+    shown = [first if count == 1 else f"{first} (+{count - 1} in {module})" for module, (first, count) in groups.items()]
     more = f" and {len(shown) - limit} more modules" if len(shown) > limit else ""
     return ", ".join(shown[:limit]) + more
