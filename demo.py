@@ -24,10 +24,10 @@ from tqdm import tqdm
 from cityscapesscripts.helpers.labels import trainId2label
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
-from detectron2.engine import DefaultPredictor
 from detectron2.utils.colormap import colormap
 
 from danet.config import load_config
+from danet.engine import SegmentationPredictor, build_inference_model
 from danet.errors import InputError, exit_on_input_error
 from danet.modeling import build_test_time_segmentor
 from danet.visualization import NO_PREDICTION, blend_with_legend, side_by_side
@@ -156,8 +156,8 @@ def main(argv=None):
     with exit_on_input_error("demo.py"):
         cfg = setup_cfg(args)
         names, colors = class_names_and_colors(cfg)
-    predictor = DefaultPredictor(cfg)
-    predictor.model = build_test_time_segmentor(cfg, predictor.model, augment=cfg.TEST.AUG.ENABLED)
+        model = build_test_time_segmentor(cfg, build_inference_model(cfg), augment=cfg.TEST.AUG.ENABLED)
+    predictor = SegmentationPredictor(cfg, model)
     os.makedirs(args.output, exist_ok=True)
 
     failed = []
@@ -168,8 +168,7 @@ def main(argv=None):
             tqdm.write(f"Skipped {path}: not a readable image ({e})", file=sys.stderr)
             failed.append(path)
             continue
-        # DefaultPredictor takes BGR and converts to cfg.INPUT.FORMAT.
-        logits = predictor(image[:, :, ::-1])["sem_seg"]
+        logits = predictor(image)
         train_ids = predict_train_ids(logits, args.confidence_threshold)
         stem = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0])
         Image.fromarray(train_ids).save(stem + "_pred.png")

@@ -14,10 +14,9 @@ from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from danet.checkpoint import SafeCheckpointer
 from danet.config import load_config
 from danet.data import build_test_mapper, build_train_mapper
-from danet.engine import adapt_to_device, check_num_gpus, trainer_defaults
+from danet.engine import adapt_to_device, build_inference_model, check_num_gpus, trainer_defaults
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
 from danet.modeling import build_test_time_segmentor
@@ -27,7 +26,7 @@ logger = logging.getLogger("danet")
 
 class Trainer(DefaultTrainer):
     def __init__(self, cfg):
-        with trainer_defaults():
+        with trainer_defaults(cfg):
             super().__init__(cfg)
 
     @classmethod
@@ -103,8 +102,7 @@ def main(args):
 
 
 def evaluate(cfg, args):
-    model = Trainer.build_model(cfg)
-    SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+    model = build_inference_model(cfg, resume=args.resume)
     results = Trainer.test(cfg, model)
     if cfg.TEST.AUG.ENABLED:
         augmented = Trainer.by_dataset(cfg, Trainer.test_with_TTA(cfg, model))

@@ -15,6 +15,12 @@ def add_danet_config(cfg):
     cfg.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]
     cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "cross_entropy"
 
+    # Fine-tuning to another MODEL.SEM_SEG_HEAD.NUM_CLASSES: in training, weights of
+    # MODEL.WEIGHTS whose shape differs from the model's only in the number of classes
+    # (the classifiers) are skipped with a warning instead of refused. Evaluation and
+    # prediction always need every weight.
+    cfg.MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER = False
+
     cfg.MODEL.DANET = CN()
     # Each branch reduces the backbone's channels by this factor (2048 -> 512).
     cfg.MODEL.DANET.BRANCH_REDUCTION = 4

@@ -1,9 +1,11 @@
 """Configs of small CPU models and generated datasets shared by the tests."""
+import importlib.util
 import os
 import runpy
 import sys
 
 import numpy as np
+import torch
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -13,6 +15,7 @@ from cityscapesscripts.helpers.labels import trainId2label  # noqa: E402
 import detectron2.engine  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
 
 from danet import add_danet_config  # noqa: E402
 
@@ -42,6 +45,16 @@ TINY_MODEL_OPTS = CPU_OPTS + NARROW_RESNET + [
 ]  # fmt: skip
 
 
+def load_script(relative_path):
+    """A script of this repository (``demo.py``, ``tools/x.py``) as a module,
+    to call its ``main(argv)`` in-process."""
+    name = os.path.splitext(os.path.basename(relative_path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def cpu_cfg(name="base.yaml", *opts):
     """configs/<name> on CPU without downloads, then ``opts``."""
     cfg = get_cfg()
@@ -54,6 +67,14 @@ def cpu_cfg(name="base.yaml", *opts):
 def tiny_cfg(*opts):
     """The tiny DANet of TINY_MODEL_OPTS, then ``opts``."""
     return cpu_cfg("base.yaml", *TINY_MODEL_OPTS, *opts)
+
+
+def save_tiny_weights(path, *opts, seed=0):
+    """Random weights of tiny_cfg(*opts) saved as a detectron2 checkpoint:
+    evaluation and prediction refuse to run without trained weights."""
+    torch.manual_seed(seed)
+    torch.save({"model": build_model(tiny_cfg(*opts)).state_dict()}, path)
+    return str(path)
 
 
 def register_toy_dataset(root, name, num_images=2, size=(48, 64), seed=0, colors=COLORS):

@@ -14,6 +14,7 @@ from helpers import (
     REPO,
     TINY_MODEL_OPTS,
     register_toy_dataset,
+    save_tiny_weights,
     tiny_cfg,
 )
 
@@ -43,9 +44,10 @@ def inputs(tmp_path):
 
 
 def run_demo(inputs, *args, opts=()):
-    torch.manual_seed(0)
+    weights = save_tiny_weights(inputs / "tiny_model.pth")
     output = inputs / "out"
-    argv = ["--config-file", BASE_CONFIG, "--output", str(output), *args, "--opts", *TINY_MODEL_OPTS, *opts]
+    argv = ["--config-file", BASE_CONFIG, "--output", str(output), *args, "--opts", *TINY_MODEL_OPTS,
+            "MODEL.WEIGHTS", weights, *opts]  # fmt: skip
     return demo.main(argv), output
 
 

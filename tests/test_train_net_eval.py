@@ -9,7 +9,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.evaluation import DatasetEvaluators
 
 from danet.evaluation import CityscapesOfficialEvaluator, SemSegReportEvaluator
-from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, register_toy_dataset, tiny_cfg
+from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, register_toy_dataset, save_tiny_weights, tiny_cfg
 
 spec = importlib.util.spec_from_file_location("train_net", os.path.join(REPO, "train_net.py"))
 train_net = importlib.util.module_from_spec(spec)
@@ -24,6 +24,7 @@ def test_eval_only_reports_plain_and_augmented_side_by_side(tmp_path):
         + TINY_MODEL_OPTS
         + [
             "DATASETS.TEST", "('toy_eval_only',)",
+            "MODEL.WEIGHTS", save_tiny_weights(tmp_path / "tiny_model.pth"),
             "OUTPUT_DIR", str(output),
             "TEST.AUG.ENABLED", "True",
             "TEST.AUG.SCALES", "(0.5, 1.0)",

@@ -22,11 +22,11 @@ from fvcore.nn import parameter_count
 from fvcore.nn.jit_handles import get_shape
 from tabulate import tabulate
 
-from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from danet.config import load_config  # noqa: E402
+from danet.engine import build_inference_model  # noqa: E402
 from danet.errors import exit_on_input_error  # noqa: E402
 
 # Rows of the report: (label, module name prefix in the SemanticSegmentor).
@@ -96,9 +96,8 @@ def main(argv=None):
         parser.error(f"--size must be two positive ints (height width), got {args.size}")
     with exit_on_input_error("analyze_model.py"):
         cfg = load_config(args.config_file, args.opts)
-    # Weights do not change the counts; random init avoids a download.
-    cfg.MODEL.WEIGHTS = ""
-    model = build_model(cfg).eval()
+        # Weights do not change the counts; random init avoids a download.
+        model = build_inference_model(cfg, random_init=True)
     with torch.no_grad():
         print(report(model, *args.size))
 

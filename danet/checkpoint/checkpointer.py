@@ -1,5 +1,6 @@
-"""A checkpointer that fails loudly on weights that do not fit and never leaves
-a half-written file where a resumed run would look."""
+"""A checkpointer that reads published checkpoints in their own layout, fails
+loudly on weights that do not fit and never leaves a half-written file where a
+resumed run would look."""
 import os
 
 import torch
@@ -8,10 +9,53 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from ..errors import MissingInputError
 from .errors import CheckpointError
-from .layouts import detect_layout, is_project_layout, unwrap_state_dict
+from .layouts import LAYOUTS, detect_layout, is_project_layout, summarize_keys, unwrap_state_dict
+
+# BN's batch counter is not used by the forward pass of a BN in eval mode nor
+# by detectron2's FrozenBN; files that lack it (or have it for a FrozenBN) load.
+_IGNORED_SUFFIX = "num_batches_tracked"
+
+
+def read_checkpoint(f):
+    """torch.load without running pickled code: a tampered download cannot
+    execute anything (these layouts hold only tensors and plain values)."""
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (pickle refuses anything but tensors and plain values)
+        raise CheckpointError(f"{f}: cannot be read as a checkpoint of tensors ({e})") from e
+
+
+def to_project_names(loaded, source, layout_name=None):
+    """The tensors of a loaded checkpoint in this project's names, and the name
+    of the layout they were converted from (None if already ours).
+    ``layout_name`` forces a layout; else it is detected from the keys."""
+    state_dict = unwrap_state_dict(loaded)
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{source}: holds a {type(state_dict).__name__}, not a dict of tensors")
+    if layout_name is None and is_project_layout(state_dict):
+        return state_dict, None
+    layout = LAYOUTS[layout_name] if layout_name else detect_layout(state_dict, source=source)
+    return layout.convert(state_dict), layout.name
 
 
 class SafeCheckpointer(DetectionCheckpointer):
+    """detectron2's checkpointer with published layouts and strict checks.
+
+    Args:
+        require_all_weights: every weight of the model must come from the
+            file (evaluation and prediction: a missing head would mean
+            predicting with random weights).
+        skip_mismatched_classes: a number of classes K, for fine-tuning to K
+            classes: weights whose shape differs from the model's only in a
+            first dimension of K (the classifiers) keep their initialisation,
+            with a log line, instead of failing.
+    """
+
+    def __init__(self, model, save_dir="", *, require_all_weights=False, skip_mismatched_classes=None, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.require_all_weights = require_all_weights
+        self.skip_mismatched_classes = skip_mismatched_classes
+
     def save(self, name, **kwargs):
         """Like fvcore's save, but written to a temporary file and renamed, so a
         job killed mid-write leaves the previous checkpoint and its tag intact."""
@@ -40,32 +84,58 @@ class SafeCheckpointer(DetectionCheckpointer):
         return super().load(path, *args, **kwargs)
 
     def _torch_load(self, f):
-        """Read ``f`` without running pickled code (a tampered download cannot
-        execute anything), and rename the weights of a published checkpoint
-        in another project's layout (danet/checkpoint/layouts.py)."""
-        try:
-            loaded = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001  (pickle refuses anything but tensors and plain values)
-            raise CheckpointError(f"{f}: cannot be read as a checkpoint of tensors ({e})") from e
-        state_dict = unwrap_state_dict(loaded)
-        if is_project_layout(state_dict):
+        """Read ``f`` safely; published checkpoints in another project's layout
+        (danet/checkpoint/layouts.py) are renamed."""
+        loaded = read_checkpoint(f)
+        state_dict, layout = to_project_names(loaded, f)
+        if layout is None:
             return loaded if "model" in loaded else {"model": state_dict}
-        layout = detect_layout(state_dict, source=f)
-        self.logger.info(f"{f}: converting weights from the {layout.name} layout ({layout.description})")
-        return {"model": layout.convert(state_dict), "layout": layout.name}
+        self.logger.info(f"{f}: converted weights from the {layout} layout ({LAYOUTS[layout].description})")
+        return {"model": state_dict, "layout": layout}
 
     def _load_model(self, checkpoint):
+        layout = checkpoint.get("layout")
         incompatible = super()._load_model(checkpoint)
-        if incompatible.incorrect_shapes:
+        mismatched = self._skip_classifiers(incompatible.incorrect_shapes)
+        if mismatched:
             mismatches = ", ".join(
                 f"{key} {tuple(ckpt_shape)} vs model {tuple(model_shape)}"
-                for key, ckpt_shape, model_shape in incompatible.incorrect_shapes
+                for key, ckpt_shape, model_shape in mismatched
             )
             raise CheckpointError(
-                f"MODEL.WEIGHTS does not fit this model ({mismatches}): use a checkpoint "
-                "trained with the same config (e.g. MODEL.SEM_SEG_HEAD.NUM_CLASSES)."
+                f"MODEL.WEIGHTS does not fit this model ({mismatches}): use a checkpoint trained "
+                "with the same config (e.g. MODEL.SEM_SEG_HEAD.NUM_CLASSES), or, to fine-tune to "
+                "another NUM_CLASSES, set MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER True."
+            )
+        unused = [k for k in incompatible.unexpected_keys if not k.endswith(_IGNORED_SUFFIX)]
+        if layout and unused:
+            raise CheckpointError(
+                f"MODEL.WEIGHTS ({layout} layout) does not match this config's model (not in the model: "
+                f"{summarize_keys(unused)}): use the config made for that checkpoint (configs/official/, ...)"
+            )
+        missing = [k for k in incompatible.missing_keys if not k.endswith(_IGNORED_SUFFIX)]
+        if self.require_all_weights and missing:
+            held = f" (it holds {LAYOUTS[layout].description})" if layout in LAYOUTS else ""
+            raise CheckpointError(
+                f"MODEL.WEIGHTS lacks weights of this model{held} (not in the checkpoint: "
+                f"{summarize_keys(missing)}): evaluation and prediction need a checkpoint trained with this config"
             )
         return incompatible
+
+    def _skip_classifiers(self, incorrect_shapes):
+        """The shape mismatches that are not classifiers to skip (see ``skip_mismatched_classes``)."""
+        if self.skip_mismatched_classes is None:
+            return incorrect_shapes
+        kept = []
+        for key, ckpt_shape, model_shape in incorrect_shapes:
+            if ckpt_shape[1:] == model_shape[1:] and model_shape[0] == self.skip_mismatched_classes:
+                self.logger.warning(
+                    f"MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER: not loading {key} "
+                    f"{tuple(ckpt_shape)}, the model's {tuple(model_shape)} keeps its initialisation"
+                )
+            else:
+                kept.append((key, ckpt_shape, model_shape))
+        return kept
 
 
 def _write_atomically(path, mode, write):

@@ -2,12 +2,12 @@
 renamed to this project's parameter names.
 
 Each layout (``danet/checkpoint/<source>.py``) registers a :class:`WeightLayout`.
-:func:`to_project_layout` finds the one whose ``matches`` accepts a loaded
-state dict and converts it; a state dict already in this project's names
+:func:`detect_layout` finds the one whose ``matches`` accepts a loaded state
+dict; its ``convert`` renames it. A state dict already in this project's names
 passes unchanged.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping
+from typing import Callable, Dict, Mapping, Optional
 
 import torch
 
@@ -65,8 +65,46 @@ def detect_layout(state_dict, source="MODEL.WEIGHTS"):
     for layout in LAYOUTS.values():
         if layout.matches(state_dict):
             return layout
-    sample = ", ".join(sorted(state_dict)[:4])
     raise CheckpointError(
-        f"{source}: unrecognised checkpoint layout (keys such as {sample}); known layouts: "
-        f"{', '.join(LAYOUTS) or 'none'} and this project's own (backbone.*, sem_seg_head.*)"
+        f"{source}: unrecognised checkpoint layout (keys such as {summarize_keys(state_dict, limit=4)}); "
+        f"known layouts: {', '.join(LAYOUTS) or 'none'} and this project's own (backbone.*, sem_seg_head.*)"
     )
+
+
+def rename_keys(state_dict, rename: Callable[[str], Optional[str]], layout_name, dropped=()):
+    """``state_dict`` with every key renamed by ``rename``.
+
+    Keys starting with one of ``dropped`` are left out on purpose (e.g. an
+    ImageNet classifier). A key for which ``rename`` returns None has no rule:
+    CheckpointError names them all, so nothing is silently lost.
+    """
+    renamed, unmapped = {}, []
+    for key, tensor in state_dict.items():
+        if key.startswith(dropped):
+            continue
+        new_key = rename(key)
+        if new_key is None:
+            unmapped.append(key)
+        else:
+            renamed[new_key] = tensor
+    if unmapped:
+        raise CheckpointError(
+            f"{layout_name} layout: no rule for {len(unmapped)} key(s): {summarize_keys(unmapped)}; "
+            "the checkpoint holds a network this project does not build"
+        )
+    return renamed
+
+
+def summarize_keys(keys, limit=8):
+    """``keys`` (in their order) for a one-line message: all of them when at
+    most ``limit``, else the first of each module and how many more it has."""
+    keys = list(keys)
+    if len(keys) <= limit:
+        return ", ".join(keys)
+    groups = {}
+    for key in keys:
+        module = ".".join(key.split(".")[:2])
+        groups.setdefault(module, [key, 0])[1] += 1
+    shown = [first if count == 1 else f"{first} (+{count - 1} in {module})" for module, (first, count) in groups.items()]
+    more = f" and {len(shown) - limit} more modules" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more

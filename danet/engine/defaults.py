@@ -1,5 +1,6 @@
 """Adjustments that let detectron2's DefaultTrainer run safely, also on CPU."""
 import contextlib
+import functools
 import logging
 
 import torch
@@ -23,11 +24,14 @@ def create_ddp_model(model, **kwargs):
 
 
 @contextlib.contextmanager
-def trainer_defaults():
+def trainer_defaults(cfg):
     """While DefaultTrainer.__init__ runs, have it build a CPU-capable DDP model
-    and a SafeCheckpointer instead of its own module-level choices."""
+    and a SafeCheckpointer (skipping classifiers of another NUM_CLASSES when
+    MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER) instead of its own module-level choices."""
+    skip = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES if cfg.MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER else None
+    checkpointer = functools.partial(SafeCheckpointer, skip_mismatched_classes=skip)
     saved = defaults.create_ddp_model, defaults.DetectionCheckpointer
-    defaults.create_ddp_model, defaults.DetectionCheckpointer = create_ddp_model, SafeCheckpointer
+    defaults.create_ddp_model, defaults.DetectionCheckpointer = create_ddp_model, checkpointer
     try:
         yield
     finally:
