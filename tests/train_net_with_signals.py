@@ -1,13 +1,12 @@
-"""train_net.py, with signals the test sends from inside the run: a process
-signals itself after a chosen iteration (and, with --during-save, again while
-the checkpoint is being written), so a test stops training at a known point
-instead of after a sleep.
+"""Run train_net.py with signals sent from inside the run, so a test stops
+training at a known point instead of after a sleep: the processes of RANKS
+signal themselves after iteration ITERATION and, with --during-save, again just
+before the checkpoint is written.
 
-    python tests/train_net_with_signals.py ITERATION RANKS SIGNAL [--during-save] -- ARGS
-
-runs ``train_net.py ARGS``; RANKS is a comma-separated list of the processes
-that send SIGNAL (a name such as SIGTERM) after iteration ITERATION.
+    python tests/train_net_with_signals.py --after-iteration 2 --ranks 0 --signal SIGTERM \\
+        [--during-save] train_net.py ARGS
 """
+import argparse
 import os
 import runpy
 import signal
@@ -17,9 +16,6 @@ import torch
 
 from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.utils import comm
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(REPO, "train_net.py")
 
 
 class SignalAfter(HookBase):
@@ -42,18 +38,24 @@ def signal_while_saving(sig):
     torch.save = save_after_a_signal
 
 
-def main(iteration, ranks, sig_name, *rest):
-    sig = getattr(signal, sig_name)
-    options, train_net_args = rest[: rest.index("--")], rest[rest.index("--") + 1 :]
-    if "--during-save" in options:
-        signal_while_saving(sig)
-    hook = SignalAfter(int(iteration), [int(r) for r in ranks.split(",")], sig)
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--after-iteration", type=int, required=True)
+    parser.add_argument("--ranks", type=lambda ranks: [int(r) for r in ranks.split(",")], default=[0])
+    parser.add_argument("--signal", type=lambda name: getattr(signal, name), default=signal.SIGTERM)
+    parser.add_argument("--during-save", action="store_true")
+    parser.add_argument("script")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    if args.during_save:
+        signal_while_saving(args.signal)
+    hook = SignalAfter(args.after_iteration, args.ranks, args.signal)
     build_hooks = DefaultTrainer.build_hooks
     DefaultTrainer.build_hooks = lambda trainer: build_hooks(trainer) + [hook]
-    sys.argv = [TRAIN_NET, *train_net_args]
-    sys.path.insert(0, REPO)
-    runpy.run_path(TRAIN_NET, run_name="__main__")
+    sys.argv = [args.script, *args.args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(args.script)))
+    runpy.run_path(args.script, run_name="__main__")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

@@ -71,8 +71,8 @@ def cluster_environment(env):
 def first_host(nodelist, key="SLURM_NODELIST"):
     """The first host of a SLURM node list such as "gpu[07-09,12],cpu1" (gpu07),
     the node that runs task 0; ``scontrol show hostnames`` without scontrol."""
-    first = re.match(r"(?:[^,\[\]]|\[[^\[\]]*\])+", nodelist.strip())
-    host = re.sub(r"\[([^\[\],-]+)[^\[\]]*\]", r"\1", first.group(0)) if first else ""
+    first = re.match(r"((?:[^,\[\]]|\[[^\[\]]*\])+)(?:,|$)", nodelist.strip())
+    host = re.sub(r"\[([^\[\],-]+)[^\[\]]*\]", r"\1", first.group(1)) if first else ""
     if not host or any(c in host for c in "[],"):
         raise InputError(f"{key}={nodelist!r} is not a node list I can read: set MASTER_ADDR to the first node's address.")
     return host
