@@ -2,6 +2,7 @@
 """Train and evaluate DANet on Cityscapes with detectron2's DefaultTrainer.
 
     python train_net.py --config-file configs/r50.yaml --num-gpus 8
+    torchrun --nproc_per_node 8 train_net.py --config-file configs/r50.yaml     # or srun, one task per GPU
     python train_net.py --config-file configs/r50.yaml --eval-only MODEL.WEIGHTS model.pth
 """
 import logging

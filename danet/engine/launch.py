@@ -94,12 +94,14 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
         return main_func(*args)
     backend = "gloo"
     if torch.cuda.is_available():
-        if cluster.local_rank >= torch.cuda.device_count():
+        # One visible GPU: the launcher bound it to this process (srun --gpus-per-task 1).
+        device = cluster.local_rank if torch.cuda.device_count() > 1 else 0
+        if device >= torch.cuda.device_count():
             raise InputError(
                 f"{cluster.launcher} started local process {cluster.local_rank} but {torch.cuda.device_count()} "
                 "GPUs are visible: start at most one process per GPU."
             )
-        torch.cuda.set_device(cluster.local_rank)
+        torch.cuda.set_device(device)
         backend = "nccl"
     os.environ.setdefault("MASTER_ADDR", cluster.master_addr)
     os.environ.setdefault("MASTER_PORT", str(cluster.master_port))
