@@ -22,7 +22,7 @@ SYNC_BN = ["MODEL.RESNETS.NORM", "SyncBN", "MODEL.SEM_SEG_HEAD.NORM", "SyncBN"]
 
 
 def signalled(after_iteration, ranks, signal, *options):
-    """A launcher running train_net.py whose processes ``ranks`` send ``signal`` to themselves after ``after_iteration``."""
+    """A launcher of train_net.py whose processes ``ranks`` signal themselves after ``after_iteration``."""
     return (sys.executable, SIGNALLED, "--after-iteration", str(after_iteration), "--ranks", ranks, "--signal", signal,
             *options)  # fmt: skip
 
@@ -36,7 +36,8 @@ def free_port():
 def srun(datasets, output_dir, *opts, flags=(), launcher=(sys.executable,), tasks=2):
     """Start train_net.py as ``srun --ntasks <tasks>`` does on one node (one process per
     task, with SLURM's variables); the tasks' exit statuses."""
-    slurm = {"SLURM_NTASKS": str(tasks), "SLURM_NNODES": "1", "SLURM_NODELIST": "localhost", "MASTER_PORT": str(free_port())}
+    slurm = {"SLURM_NTASKS": str(tasks), "SLURM_NNODES": "1", "SLURM_NODELIST": "localhost",
+             "MASTER_PORT": str(free_port())}  # fmt: skip
     runs = [
         train_net(datasets, output_dir, *opts, flags=flags, launcher=launcher, background=True,
                   env={**slurm, "SLURM_PROCID": str(task), "SLURM_LOCALID": str(task)})
@@ -91,12 +92,14 @@ def test_two_processes_stop_together_then_torchrun_resumes_and_evaluates_like_on
     log = (tmp_path / "train" / "log.txt").read_text()
     assert "World size: 2" in log
     assert "another process received a stop signal: stopping after iteration 1" in log
-    assert "SIGUSR1 received: stopping after iteration 1" in (tmp_path / "train" / "log.txt.rank1").read_text()
+    rank1_log = (tmp_path / "train" / "log.txt.rank1").read_text()
+    assert "SIGUSR1 received: stopping after iteration 1, the main process saves" in rank1_log
     assert (tmp_path / "train" / "last_checkpoint").read_text() == "model_0000001_preempted.pth"
     assert torch.load(tmp_path / "train" / "model_0000001_preempted.pth", weights_only=True)["iteration"] == 1
 
     # torchrun's two processes finish the run with --resume, then evaluate it.
-    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()))
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(free_port()))  # fmt: skip
     resumed = train_net(toy_cityscapes["datasets"], tmp_path / "train", *opts, flags=["--resume"], launcher=torchrun)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "World size: 2" in resumed.stdout and "Starting training from iteration 2" in resumed.stdout
@@ -180,7 +183,8 @@ def test_when_training_resumes_without_the_flag(tmp_path, monkeypatch):
 
 def test_preemption_config_is_checked():
     assert build_preemption_hook(cpu_cfg("demo.yaml", "PREEMPTION.SIGNALS", "()"), checkpointer=None) is None
-    with pytest.raises(InputError, match=r"PREEMPTION.SIGNALS: 'SIGFOO' is not a signal"):
-        build_preemption_hook(cpu_cfg("demo.yaml", "PREEMPTION.SIGNALS", "('SIGFOO',)"), checkpointer=None)
+    for name in ("SIGFOO", "SIGKILL"):
+        with pytest.raises(InputError, match=f"PREEMPTION.SIGNALS: '{name}' is not a signal a process can catch"):
+            build_preemption_hook(cpu_cfg("demo.yaml", "PREEMPTION.SIGNALS", f"('{name}',)"), checkpointer=None)
     with pytest.raises(InputError, match=r"PREEMPTION.CHECK_PERIOD is 0"):
         build_preemption_hook(cpu_cfg("demo.yaml", "PREEMPTION.CHECK_PERIOD", "0"), checkpointer=None)

@@ -74,7 +74,9 @@ def first_host(nodelist, key="SLURM_NODELIST"):
     first = re.match(r"((?:[^,\[\]]|\[[^\[\]]*\])+)(?:,|$)", nodelist.strip())
     host = re.sub(r"\[([^\[\],-]+)[^\[\]]*\]", r"\1", first.group(1)) if first else ""
     if not host or any(c in host for c in "[],"):
-        raise InputError(f"{key}={nodelist!r} is not a node list I can read: set MASTER_ADDR to the first node's address.")
+        raise InputError(
+            f"{key}={nodelist!r} is not a node list I can read: set MASTER_ADDR to the first node's address."
+        )
     return host
 
 
@@ -122,4 +124,6 @@ def _integer(env, key, default=None):
     try:
         return int(env[key])
     except (KeyError, ValueError):
-        raise InputError(f"Environment variable {key}={env.get(key)!r}: expected an integer (set by torchrun / srun).") from None
+        raise InputError(
+            f"Environment variable {key}={env.get(key)!r}: expected an integer (set by torchrun / srun)."
+        ) from None

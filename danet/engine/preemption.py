@@ -44,6 +44,7 @@ class PreemptionHook(HookBase):
         self.signals = tuple(signals)
         self.check_period = check_period
         self.received = None
+        self._stopping = False
         self._default_handlers = {}
         self._flag_group = None
 
@@ -67,17 +68,19 @@ class PreemptionHook(HookBase):
             logger.warning(f"{reason} during the last iteration: training ends normally.")
             return
         name = f"model_{iteration:07d}{PREEMPTED_SUFFIX}"
+        saving = f"saving {name}.pth" if comm.is_main_process() else f"the main process saves {name}.pth"
         logger.warning(
-            f"{reason}: stopping after iteration {iteration}, saving {name}.pth and exiting with "
+            f"{reason}: stopping after iteration {iteration}, {saving} and exiting with "
             f"status {PREEMPTED_EXIT_STATUS}; the same command resumes from it."
         )
+        self._stopping = True
         self.checkpointer.save(name, iteration=iteration)
         comm.synchronize()  # no process leaves before the checkpoint is complete
         raise SystemExit(PREEMPTED_EXIT_STATUS)
 
     def after_train(self):
         # After a stop, the handlers stay: a late signal cannot cut the exit short.
-        if self.received is None:
+        if not self._stopping:
             for sig, handler in self._default_handlers.items():
                 signal.signal(sig, handler)
 
@@ -96,9 +99,12 @@ def build_preemption_hook(cfg, checkpointer):
         raise InputError(f"PREEMPTION.CHECK_PERIOD is {cfg.PREEMPTION.CHECK_PERIOD}: give a number of iterations >= 1")
     signals = []
     for name in cfg.PREEMPTION.SIGNALS:
-        if not isinstance(getattr(signal, name, None), signal.Signals) or name.startswith("SIG_"):
-            raise InputError(f"PREEMPTION.SIGNALS: {name!r} is not a signal: give names such as SIGTERM, SIGUSR1")
-        signals.append(getattr(signal, name))
+        sig = getattr(signal, name, None)
+        if not isinstance(sig, signal.Signals) or sig in (signal.SIGKILL, signal.SIGSTOP):
+            raise InputError(
+                f"PREEMPTION.SIGNALS: {name!r} is not a signal a process can catch: give names such as SIGTERM, SIGUSR1"
+            )
+        signals.append(sig)
     return PreemptionHook(checkpointer, signals, cfg.PREEMPTION.CHECK_PERIOD)
 
 
