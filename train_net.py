@@ -2,13 +2,14 @@
 """Train and evaluate DANet on Cityscapes with detectron2's DefaultTrainer.
 
     python train_net.py --config-file configs/r50.yaml --num-gpus 8
+    torchrun --nproc_per_node 8 train_net.py --config-file configs/r50.yaml     # or srun, one task per GPU
     python train_net.py --config-file configs/r50.yaml --eval-only MODEL.WEIGHTS model.pth
 """
 import logging
 import os
 
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.evaluation import DatasetEvaluators, verify_results
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
@@ -16,7 +17,15 @@ from detectron2.utils.logger import setup_logger
 
 from danet.config import load_config
 from danet.data import build_test_mapper, build_train_mapper
-from danet.engine import adapt_to_device, build_inference_model, check_num_gpus, trainer_defaults
+from danet.engine import (
+    adapt_to_device,
+    build_inference_model,
+    build_preemption_hook,
+    check_num_gpus,
+    launch,
+    resume_requested,
+    trainer_defaults,
+)
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
 from danet.modeling import build_test_time_segmentor
@@ -28,6 +37,10 @@ class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         with trainer_defaults(cfg):
             super().__init__(cfg)
+
+    def build_hooks(self):
+        # Last: a stop on a signal comes after the iteration's checkpoint, evaluation and metrics.
+        return super().build_hooks() + [build_preemption_hook(self.cfg, self.checkpointer)]
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -97,7 +110,7 @@ def main(args):
         if args.eval_only:
             return evaluate(cfg, args)
         trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=args.resume)
+        trainer.resume_or_load(resume=resume_requested(cfg, args.resume))
         return trainer.train()
 
 
@@ -121,11 +134,11 @@ if __name__ == "__main__":
     with exit_on_input_error("train_net.py"):
         # Check the config and the devices before any process is launched.
         check_num_gpus(load_config(args.config_file, args.opts), args.num_gpus)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )

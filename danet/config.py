@@ -85,6 +85,18 @@ def add_danet_config(cfg):
     # the run naming the file; True skips such samples with a warning and a count.
     cfg.DATALOADER.SKIP_BAD_SAMPLES = False
 
+    # ---- Preemption (danet/engine/preemption.py; README "Clusters") ----
+    # On one of these signals training finishes the iteration, every process
+    # stops at the same one, the main process saves model_<iter>_preempted.pth
+    # and the job exits with status 75; () leaves the signals' default action.
+    cfg.PREEMPTION = CN()
+    cfg.PREEMPTION.SIGNALS = ("SIGTERM", "SIGUSR1")
+    # Processes agree on stopping every CHECK_PERIOD iterations (one all-reduce of a flag).
+    cfg.PREEMPTION.CHECK_PERIOD = 1
+    # Without --resume, resume anyway when OUTPUT_DIR's last checkpoint was saved on a
+    # signal, or when SLURM requeued the job or torchrun restarted it.
+    cfg.PREEMPTION.AUTO_RESUME = True
+
 
 def load_config(config_file, opts=()):
     """detectron2's config with the DANet defaults, merged from ``config_file``

@@ -1,11 +1,8 @@
 """Bad samples, killed runs, non-finite losses, seeds and CPU multi-process
 training: each ends the way the README's troubleshooting section says."""
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,35 +11,9 @@ import torch
 from PIL import Image
 
 from detectron2.data import DatasetCatalog
-from detectron2.projects.deeplab import build_lr_scheduler
 
-from helpers import REPO, cpu_cfg
+from helpers import TINY_DEMO, cpu_cfg, last_metrics, scheduled_lr, train_net
 from danet.data import BadSampleError, build_train_mapper
-
-# The demo config shrunk to the tiny generated dataset: a training step takes a fraction of a second.
-TINY_DEMO = [
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.BASE_LR", "0.01",
-    "INPUT.SCALE.BASE_SIZE", "128", "INPUT.CROP.SIZE", "(64, 96)",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128", "DATALOADER.NUM_WORKERS", "0",
-]  # fmt: skip
-
-
-def train_net(datasets, output_dir, *opts, flags=(), background=False):
-    """Run train_net.py on the demo config in a subprocess, with the datasets under ``datasets``."""
-    command = [
-        sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", os.path.join(REPO, "configs", "demo.yaml"),
-        *flags, *TINY_DEMO, "OUTPUT_DIR", str(output_dir), *opts,
-    ]  # fmt: skip
-    env = dict(os.environ, DETECTRON2_DATASETS=str(datasets), PYTHONUNBUFFERED="1")
-    if background:
-        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-
-
-def last_metrics(output_dir):
-    """The last training metrics written to metrics.json (later lines hold evaluation results)."""
-    with open(os.path.join(output_dir, "metrics.json")) as f:
-        return [m for m in map(json.loads, f) if "total_loss" in m][-1]
 
 
 def corrupted_copy(toy_cityscapes, tmp_path, corrupt):
@@ -145,13 +116,7 @@ def test_killed_run_resumes_at_the_right_iteration_and_learning_rate(toy_citysca
     assert metrics["iteration"] == 29
 
     # The learning rate follows the uninterrupted schedule (WarmupPolyLR) at iteration 29.
-    cfg = cpu_cfg("demo.yaml", *TINY_DEMO, *opts)
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.SOLVER.BASE_LR)
-    scheduler = build_lr_scheduler(cfg, optimizer)
-    for _ in range(29):
-        optimizer.step()
-        scheduler.step()
-    assert metrics["lr"] == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-6)
+    assert metrics["lr"] == pytest.approx(scheduled_lr(cpu_cfg("demo.yaml", *TINY_DEMO, *opts), 29), rel=1e-6)
 
 
 def test_same_seed_same_losses(toy_cityscapes, tmp_path):
