@@ -1,8 +1,4 @@
-<<<<<<< HEAD
 from .defaults import adapt_to_device, check_num_gpus, create_ddp_model, trainer_defaults
 from .inference import SegmentationPredictor, build_inference_model
-=======
-from .defaults import adapt_to_device, create_ddp_model, trainer_defaults
 from .launch import cluster_environment, launch
 from .preemption import PREEMPTED_EXIT_STATUS, PreemptionHook, build_preemption_hook, resume_requested
->>>>>>> cluster
