@@ -1,1 +1,3 @@
+from .metadata import check_datasets_fit_model, pascal_palette, sem_seg_metadata
 from .register_cityscapes import register_cityscapes_sem_seg
+from .register_folder import register_custom_dataset, register_folder_sem_seg
