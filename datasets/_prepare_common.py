@@ -31,8 +31,24 @@ def require_dirs(root, *folders, how):
             sys.exit(f"error: {root!r} has no {folder}/ folder (expected {path}); {how}")
 
 
+def read_id_list(path, how):
+    """The ids of a split file (one a line), or exit naming it."""
+    if not os.path.isfile(path):
+        sys.exit(f"error: split file {path} does not exist; {how}")
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def write_id_list(ids, path):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.writelines(f"{i}\n" for i in ids)
+
+    write_atomically(path, write)
+
+
 def is_up_to_date(source, output):
-    return os.path.isfile(output) and os.path.getmtime(output) >= os.path.getmtime(source)
+    return os.path.isfile(output) and os.path.isfile(source) and os.path.getmtime(output) >= os.path.getmtime(source)
 
 
 def write_atomically(output, write):
@@ -60,6 +76,20 @@ def read_label(path):
         if label.mode not in ("L", "P", "I", "I;16"):
             raise ValueError(f"a {label.mode} picture, expected one channel of ids")
         return np.asarray(label)
+
+
+def lookup_table(source_ids, size=256):
+    """A table mapping ``source_ids[k]`` to ``k`` and every other value to 255."""
+    table = np.full(size, 255, np.uint8)
+    table[list(source_ids)] = np.arange(len(source_ids))
+    return table
+
+
+def check_ids(label, valid, path_hint=""):
+    """Raise naming the values of ``label`` that are not in ``valid``."""
+    bad = np.setdiff1d(np.unique(label), valid)
+    if bad.size:
+        raise ValueError(f"unexpected label values {bad[:5].tolist()}{path_hint}")
 
 
 def _call(job):

@@ -30,52 +30,14 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
 from ...errors import InputError, MissingInputError
+from .loaders import pair_images_with_labels, register_sem_seg
 from .metadata import sem_seg_metadata
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 CLASSES_FILE = "classes.yaml"
 CONVERT = "python datasets/convert_color_labels.py --root {root}"
-
-
-def _files_by_stem(folder, extensions):
-    """{relative path without extension: path} of the files under ``folder``."""
-    found = {}
-    for parent, _, names in os.walk(folder):
-        for name in names:
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in extensions:
-                path = os.path.join(parent, name)
-                key = os.path.join(os.path.relpath(parent, folder), stem)
-                if key in found:
-                    raise InputError(f"{path} and {found[key]} have the same stem: keep one of them")
-                found[key] = path
-    return found
-
-
-def pair_images_with_labels(image_dir, label_dir, label_extensions=(".png",)):
-    """[(image, label)] sorted by path; an image without a label, or a label
-    without an image, raises an InputError naming it."""
-    for folder in (image_dir, label_dir):
-        if not os.path.isdir(folder):
-            raise MissingInputError(f"Dataset folder {folder} does not exist")
-    images = _files_by_stem(image_dir, IMAGE_EXTENSIONS)
-    labels = _files_by_stem(label_dir, label_extensions)
-    if not images:
-        raise MissingInputError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {image_dir}")
-    for key in sorted(images):
-        if key not in labels:
-            raise InputError(
-                f"{images[key]} has no label: expected {os.path.join(label_dir, key)}{label_extensions[0]}"
-            )
-    for key in sorted(labels):
-        if key not in images:
-            raise InputError(f"{labels[key]} has no image with the same stem under {image_dir}")
-    return [(images[key], labels[key]) for key in sorted(images)]
 
 
 def check_label(image_file, label_file, num_classes, ignore_label, root):
@@ -104,16 +66,10 @@ def check_label(image_file, label_file, num_classes, ignore_label, root):
     return height, width
 
 
-def load_sem_seg_folder(image_dir, label_dir, num_classes, ignore_label, root, check_labels=True):
-    """detectron2 dataset dicts of image/label pairs, checked as a whole.
-
-    With ``check_labels`` every label is read (in threads) for colour
-    pictures, sizes and ids; without it only the pairing is checked and the
-    data mapper checks each sample as it is used.
-    """
+def load_sem_seg_folder(image_dir, label_dir, num_classes, ignore_label, root):
+    """detectron2 dataset dicts of image/label pairs, checked as a whole:
+    every label is read (in threads) for colour pictures, sizes and ids."""
     pairs = pair_images_with_labels(image_dir, label_dir)
-    if not check_labels:
-        return [{"file_name": image, "sem_seg_file_name": label} for image, label in pairs]
     check = functools.partial(_check_pair, num_classes=num_classes, ignore_label=ignore_label, root=root)
     with ThreadPool(min(8, os.cpu_count() or 1)) as pool:
         sizes = pool.map(check, pairs, chunksize=16)
@@ -171,7 +127,7 @@ def folder_metadata(classes, colors, ignore_label, source):
     return sem_seg_metadata(classes, colors, ignore_label, classes_file=source)
 
 
-def register_folder_sem_seg(root, name=None, classes=None, colors=None, ignore_label=255, check_labels=True):
+def register_folder_sem_seg(root, name=None, classes=None, colors=None, ignore_label=255):
     """Register ``<name>_sem_seg_<split>`` for each ``root/images/<split>``;
     the classes come from the arguments, else ``root/classes.yaml``. Returns
     the registered names."""
@@ -192,15 +148,10 @@ def register_folder_sem_seg(root, name=None, classes=None, colors=None, ignore_l
     for split in splits:
         dataset = f"{name}_sem_seg_{split}"
         image_dir, label_dir = os.path.join(image_root, split), os.path.join(root, "labels", split)
-        if dataset in DatasetCatalog.list():
-            DatasetCatalog.remove(dataset)
-            MetadataCatalog.remove(dataset)
         load = functools.partial(
-            load_sem_seg_folder, image_dir, label_dir, len(meta["stuff_classes"]), meta["ignore_label"], root,
-            check_labels=check_labels,
-        )  # fmt: skip
-        DatasetCatalog.register(dataset, load)
-        MetadataCatalog.get(dataset).set(image_root=image_dir, sem_seg_root=label_dir, **meta)
+            load_sem_seg_folder, image_dir, label_dir, len(meta["stuff_classes"]), meta["ignore_label"], root
+        )
+        register_sem_seg(dataset, load, image_root=image_dir, sem_seg_root=label_dir, **meta)
         names.append(dataset)
     return names
 
