@@ -1,5 +1,7 @@
 """Your own data: a folder of images and label PNGs plus classes.yaml, trained
 and evaluated from the command line; each bad input stops with one line naming the file."""
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +18,10 @@ import train_net
 from danet.config import load_config
 from danet.errors import InputError
 from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS
+
+spec = importlib.util.spec_from_file_location("demo", os.path.join(REPO, "demo.py"))
+demo = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(demo)
 
 CLASSES = ["background", "road", "car"]
 COLORS = [[0, 0, 0], [128, 64, 128], [0, 0, 142]]
@@ -54,21 +60,40 @@ def run_train_net(*argv):
     return train_net.main(default_argument_parser().parse_args(list(argv)))
 
 
+def write_config(path, root, name):
+    """The README's YAML for your own data (on the base config instead of r50.yaml: no download)."""
+    path.write_text(
+        f"_BASE_: {BASE_CONFIG}\n"
+        "DATASETS:\n"
+        f"  CUSTOM:\n    ROOT: {root}\n"
+        f"  TRAIN: (\"{name}_sem_seg_train\",)\n"
+        f"  TEST: (\"{name}_sem_seg_val\",)\n"
+        "MODEL:\n  SEM_SEG_HEAD:\n    NUM_CLASSES: 3\n"
+    )
+    return str(path)
+
+
 def test_train_then_evaluate_a_folder_dataset_from_the_command_line(tmp_path):
     root = make_folder_dataset(tmp_path / "my_data")
+    config = write_config(tmp_path / "my_data.yaml", root, "my_data")
     output = tmp_path / "output"
-    opts = TRAIN_OPTS + folder_opts(root, "my_data") + ["OUTPUT_DIR", str(output)]
-    run_train_net("--config-file", BASE_CONFIG, *opts)
+    opts = TRAIN_OPTS + ["OUTPUT_DIR", str(output)]
+    run_train_net("--config-file", config, *opts)
     assert (output / "model_final.pth").is_file()
 
-    results = run_train_net("--config-file", BASE_CONFIG, "--eval-only", *opts, "MODEL.WEIGHTS", str(output / "model_final.pth"))
+    results = run_train_net("--config-file", config, "--eval-only", *opts, "MODEL.WEIGHTS", str(output / "model_final.pth"))
     assert 0 <= results["sem_seg"]["mIoU"] <= 100
     assert {f"IoU-{name}" for name in CLASSES} <= set(results["sem_seg"])
+    with open(output / "inference" / "sem_seg_per_class.json") as f:
+        assert [row["class"] for row in json.load(f)["classes"]] == CLASSES
     meta = MetadataCatalog.get("my_data_sem_seg_val")
     assert meta.stuff_classes == CLASSES and meta.stuff_colors == COLORS and meta.ignore_label == 255
     records = DatasetCatalog.get("my_data_sem_seg_train")
     assert [os.path.basename(r["file_name"]) for r in records] == ["train_0.jpg", "train_1.jpg"]
     assert all(r["height"] == 48 and r["width"] == 64 for r in records)
+    # demo.py names and colours the classes from classes.yaml.
+    names, colors = demo.class_names_and_colors(load_config(config))
+    assert names == CLASSES and colors.tolist() == COLORS
 
 
 def test_classes_from_the_config_replace_the_file(tmp_path):
