@@ -203,3 +203,15 @@ def test_command_line_error_is_one_line(tmp_path):
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("train_net.py: error: ") and "train_0.jpg has no label" in last
+
+
+def test_phone_photo_rotated_by_exif_is_measured_upright(tmp_path):
+    root = make_folder_dataset(tmp_path / "exif", splits=("train",))
+    photo = root / "images" / "train" / "train_0.jpg"
+    stored = Image.fromarray(np.zeros((64, 48, 3), np.uint8))  # stored 48x64, shown 64x48
+    exif = stored.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees to display
+    stored.save(photo, exif=exif)
+    load_config(BASE_CONFIG, folder_opts(root, "exif") + ["DATASETS.TEST", "()"])
+    record = DatasetCatalog.get("exif_sem_seg_train")[0]
+    assert (record["height"], record["width"]) == (48, 64)

@@ -40,23 +40,35 @@ CLASSES_FILE = "classes.yaml"
 CONVERT = "python datasets/convert_color_labels.py --root {root}"
 
 
+EXIF_ORIENTATION = 0x0112
+
+
+def _upright_size(image):
+    """(width, height) as detectron2's read_image gives it: EXIF orientations
+    5 to 8 (a phone held upright) swap the stored width and height."""
+    width, height = image.size
+    return (height, width) if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
+
+
 def check_label(image_file, label_file, num_classes, ignore_label, root):
     """Raise an InputError naming ``label_file`` if it is an RGB colour
     picture, differs in size from its image, or holds ids that are neither a
     class nor the ignore label; return the image's (height, width)."""
     with Image.open(image_file) as image, Image.open(label_file) as label:
-        if label.mode in ("RGB", "RGBA", "LA"):
+        if label.mode in ("RGB", "RGBA"):
             raise InputError(
                 f"{label_file}: an {label.mode} colour picture, but labels hold one class id per pixel; "
                 f"convert colour labels with `{CONVERT.format(root=root)}` (uses the colours of {CLASSES_FILE})"
             )
-        if label.size != image.size:
+        width, height = _upright_size(image)
+        if label.size != (width, height):
             raise InputError(
-                f"{label_file}: label is {label.size[0]}x{label.size[1]} but its image {image_file} "
-                f"is {image.size[0]}x{image.size[1]}"
+                f"{label_file}: label is {label.size[0]}x{label.size[1]} but its image {image_file} is {width}x{height}"
             )
-        ids = np.unique(np.asarray(label))
-        width, height = image.size
+        ids = np.asarray(label)
+    if ids.ndim != 2:
+        raise InputError(f"{label_file}: a {label.mode} picture, but labels hold one class id per pixel (one channel)")
+    ids = np.unique(ids)
     bad = ids[(ids >= num_classes) & (ids != ignore_label)]
     if bad.size:
         raise InputError(
