@@ -104,6 +104,8 @@ def test_classes_from_the_config_replace_the_file(tmp_path):
     meta = MetadataCatalog.get("cfg_classes_sem_seg_train")
     assert meta.stuff_classes == ["sky", "sea", "boat"]
     assert meta.stuff_colors == [[0, 0, 0], [128, 0, 0], [0, 128, 0]]  # the PASCAL palette
+    with pytest.raises(InputError, match=r"^DATASETS.CUSTOM: colour \[0, 0, 300\] is not \[R, G, B\]"):
+        load_config(BASE_CONFIG, opts + ["DATASETS.CUSTOM.COLORS", "[[0, 0, 0], [0, 0, 1], [0, 0, 300]]"])
 
 
 def load_error(root, name, *opts):

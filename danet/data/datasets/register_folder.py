@@ -152,7 +152,7 @@ def register_folder_sem_seg(root, name=None, classes=None, colors=None, ignore_l
     if not splits:
         raise MissingInputError(f"{image_root} has no split folders: put the images in images/train, images/val")
     if classes:
-        meta = folder_metadata(classes, colors, ignore_label, "DATASETS.CUSTOM.CLASSES")
+        meta = folder_metadata(classes, colors, ignore_label, "DATASETS.CUSTOM")
     else:
         classes_file = os.path.join(root, CLASSES_FILE)
         meta = folder_metadata(*read_classes_file(classes_file), classes_file)
