@@ -21,12 +21,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from cityscapesscripts.helpers.labels import trainId2label
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
-from detectron2.utils.colormap import colormap
 
 from danet.config import load_config
+from danet.data.datasets import pascal_palette
 from danet.engine import SegmentationPredictor, build_inference_model
 from danet.errors import InputError, exit_on_input_error
 from danet.modeling import build_test_time_segmentor
@@ -99,26 +98,19 @@ def list_inputs(patterns):
 
 
 def class_names_and_colors(cfg):
-    """Names and RGB colours of the classes: the metadata of DATASETS.TEST[0]
-    when it has stuff_classes, else the 19 Cityscapes train ids."""
-    meta = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST else None
-    names = getattr(meta, "stuff_classes", None)
-    if names is None:
-        names = [trainId2label[i].name for i in range(19)]
+    """Names and RGB colours of the classes from the metadata of the config's
+    dataset (DATASETS.TEST[0], else DATASETS.TRAIN[0]); without metadata,
+    "class <id>" in the PASCAL palette."""
+    datasets = list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN)
+    meta = MetadataCatalog.get(datasets[0]) if datasets else None
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    names = getattr(meta, "stuff_classes", None) or [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise InputError(
-            f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {num_classes} but {len(names)} class names are known "
-            "(DATASETS.TEST[0]'s stuff_classes, else Cityscapes); set DATASETS.TEST to the model's dataset"
+            f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {num_classes} but dataset {datasets[0]!r} has {len(names)} "
+            "classes; set DATASETS.TEST to the model's dataset"
         )
-    colors = getattr(meta, "stuff_colors", None)
-    if colors is None:
-        cityscapes = [trainId2label[i] for i in range(19)]
-        if list(names) == [label.name for label in cityscapes]:
-            colors = [label.color for label in cityscapes]
-        else:
-            palette = colormap(rgb=True, maximum=255)
-            colors = [palette[i % len(palette)] for i in range(len(names))]
+    colors = getattr(meta, "stuff_colors", None) or pascal_palette(len(names))
     return list(names), np.array(colors, dtype=np.uint8)
 
 

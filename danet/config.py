@@ -5,6 +5,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
 
+from .data.datasets import check_datasets_fit_model, register_custom_dataset
 from .errors import InputError
 
 
@@ -97,6 +98,17 @@ def add_danet_config(cfg):
     # signal, or when SLURM requeued the job or torchrun restarted it.
     cfg.PREEMPTION.AUTO_RESUME = True
 
+    # Your own data (danet/data/datasets/register_folder.py): ROOT/images/<split>
+    # and ROOT/labels/<split> become dataset <NAME>_sem_seg_<split> (NAME defaults
+    # to ROOT's folder name). The classes are ROOT/classes.yaml's unless CLASSES
+    # is given, with optional COLORS ([[R, G, B], ...]) and IGNORE_LABEL.
+    cfg.DATASETS.CUSTOM = CN()
+    cfg.DATASETS.CUSTOM.ROOT = ""
+    cfg.DATASETS.CUSTOM.NAME = ""
+    cfg.DATASETS.CUSTOM.CLASSES = []
+    cfg.DATASETS.CUSTOM.COLORS = []
+    cfg.DATASETS.CUSTOM.IGNORE_LABEL = 255
+
 
 def load_config(config_file, opts=()):
     """detectron2's config with the DANet defaults, merged from ``config_file``
@@ -116,6 +128,8 @@ def load_config(config_file, opts=()):
         cfg.merge_from_list(list(opts))
     except (KeyError, ValueError, AssertionError) as e:
         raise InputError(f"Command-line override: {_yacs_message(e)}") from e
+    register_custom_dataset(cfg)
+    check_datasets_fit_model(cfg)
     return cfg
 
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
+from detectron2.data import MetadataCatalog
+
 from helpers import (
     BASE_CONFIG,
     CLASSES,
@@ -123,9 +125,20 @@ def test_bad_arguments_end_with_a_message(inputs, capsys):
     with pytest.raises(SystemExit):
         run_demo(inputs, "--input", str(inputs / "frames"), str(inputs / "extra"))
     assert "same outputs" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="MODEL.SEM_SEG_HEAD.NUM_CLASSES"):
-        cfg = tiny_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", 5, "DATASETS.TEST", ("no_such",))
-        demo.class_names_and_colors(cfg)
+    with pytest.raises(ValueError, match="MODEL.SEM_SEG_HEAD.NUM_CLASSES is 5 .* has 19 classes"):
+        demo.class_names_and_colors(tiny_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", 5))
+
+
+def test_class_names_and_colours_follow_the_dataset():
+    MetadataCatalog.get("toy_two_classes").set(stuff_classes=["sea", "sky"], stuff_colors=[[0, 0, 255], [9, 9, 9]])
+    cfg = tiny_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", 2, "DATASETS.TEST", ("toy_two_classes",))
+    names, colors = demo.class_names_and_colors(cfg)
+    assert names == ["sea", "sky"] and colors.tolist() == [[0, 0, 255], [9, 9, 9]]
+    # Without metadata: numbered classes in the PASCAL palette, never Cityscapes' names.
+    cfg = tiny_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", 3, "DATASETS.TEST", (), "DATASETS.TRAIN", ("no_metadata",))
+    names, colors = demo.class_names_and_colors(cfg)
+    assert names == ["class 0", "class 1", "class 2"]
+    assert colors.tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
 
 
 def test_ground_truth_comparison_for_cityscapes_layout(inputs):

@@ -117,7 +117,7 @@ def class_report(class_names, iou, acc, conf_matrix):
 
 def write_report(output_dir, summary, report, conf_matrix, class_names):
     """Write the per-class report as JSON and CSV (NaN as null / empty) and the
-    confusion matrix as a picture into ``output_dir``."""
+    confusion matrix as a picture and a CSV of pixel counts into ``output_dir``."""
     PathManager.mkdirs(output_dir)
     nan_to_none = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
     payload = {
@@ -131,31 +131,65 @@ def write_report(output_dir, summary, report, conf_matrix, class_names):
         writer.writeheader()
         writer.writerows(payload["classes"])
     plot_confusion_matrix(conf_matrix, class_names, os.path.join(output_dir, "confusion_matrix.png"))
+    write_confusion_matrix_csv(conf_matrix, class_names, os.path.join(output_dir, "confusion_matrix.csv"))
 
 
-def plot_confusion_matrix(conf_matrix, class_names, path):
-    """Save the confusion matrix, each ground-truth row normalised to 1, as a picture."""
+# More classes than this make a picture whose labels cannot be read (ADE20K
+# has 150): the picture then shows the most confused classes only, and the
+# full matrix is in confusion_matrix.csv.
+MAX_PLOTTED_CLASSES = 30
+
+
+def most_confused_classes(conf_matrix, count):
+    """Ids (ascending) of the ``count`` classes with the most misclassified
+    pixels, counted both as ground truth and as prediction."""
+    off_diagonal = conf_matrix - np.diag(conf_matrix.diagonal())
+    confusion = off_diagonal.sum(axis=0) + off_diagonal.sum(axis=1)
+    return np.sort(np.argsort(-confusion, kind="stable")[:count])
+
+
+def plot_confusion_matrix(conf_matrix, class_names, path, max_classes=MAX_PLOTTED_CLASSES):
+    """Save the confusion matrix, each ground-truth row normalised to 1, as a
+    picture. Above ``max_classes`` classes only the most confused are drawn,
+    with a last column "other classes" holding the rest of each row."""
     # The Agg canvas draws off-screen without touching pyplot's global backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rows = conf_matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(conf_matrix, rows, out=np.zeros(conf_matrix.shape), where=rows > 0)
-    size = 2 + 0.4 * len(class_names)
+    title = "Confusion matrix (rows normalised)"
+    row_names = col_names = list(class_names)
+    if len(class_names) > max_classes:
+        shown = most_confused_classes(conf_matrix, max_classes)
+        normalised = normalised[shown]
+        other = normalised.sum(axis=1) - normalised[:, shown].sum(axis=1)
+        normalised = np.concatenate([normalised[:, shown], other[:, None]], axis=1)
+        row_names = [class_names[i] for i in shown]
+        col_names = row_names + ["other classes"]
+        title = f"The {max_classes} most confused of {len(class_names)} classes (rows normalised)"
+    size = 2 + 0.4 * len(col_names)
     figure = Figure(figsize=(size + 1.5, size))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     image = axes.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
-    ticks = range(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=90, fontsize=8)
-    axes.set_yticks(ticks, class_names, fontsize=8)
+    axes.set_xticks(range(len(col_names)), col_names, rotation=90, fontsize=8)
+    axes.set_yticks(range(len(row_names)), row_names, fontsize=8)
     axes.set_xlabel("prediction")
     axes.set_ylabel("ground truth")
-    axes.set_title("Confusion matrix (rows normalised)")
+    axes.set_title(title)
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
     with PathManager.open(path, "wb") as f:
         figure.savefig(f, format="png", dpi=100)
+
+
+def write_confusion_matrix_csv(conf_matrix, class_names, path):
+    """The full matrix of pixel counts, rows ground truth, columns prediction."""
+    with PathManager.open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ground truth \\ prediction"] + list(class_names))
+        writer.writerows([name] + row.astype(int).tolist() for name, row in zip(class_names, conf_matrix))
 
 
 class CityscapesOfficialEvaluator(CityscapesSemSegEvaluator):
