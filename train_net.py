@@ -18,7 +18,14 @@ from detectron2.utils.logger import setup_logger
 from danet.checkpoint import SafeCheckpointer
 from danet.config import load_config
 from danet.data import build_test_mapper, build_train_mapper
-from danet.engine import adapt_to_device, build_preemption_hook, launch, resume_requested, trainer_defaults
+from danet.engine import (
+    adapt_to_device,
+    build_preemption_hook,
+    launch,
+    resume_requested,
+    shield_data_workers,
+    trainer_defaults,
+)
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
 from danet.modeling import build_test_time_segmentor
@@ -42,11 +49,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
+        return shield_data_workers(build_detection_train_loader(cfg, mapper=build_train_mapper(cfg)), cfg)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
+        return shield_data_workers(build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg)), cfg)
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):
