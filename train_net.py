@@ -24,6 +24,7 @@ from danet.engine import (
     check_num_gpus,
     launch,
     resume_requested,
+    shield_data_workers,
     trainer_defaults,
 )
 from danet.errors import exit_on_input_error
@@ -51,11 +52,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
+        return shield_data_workers(build_detection_train_loader(cfg, mapper=build_train_mapper(cfg)), cfg)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg))
+        return shield_data_workers(build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg)), cfg)
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):

@@ -58,8 +58,8 @@ def tensorboard_steps(output_dir, tag="total_loss"):
 
 
 def test_signal_saves_the_iteration_and_the_same_command_resumes(toy_cityscapes, tmp_path):
-    opts = ["SOLVER.MAX_ITER", "5"]
-    # SIGTERM after iteration 2, and again while the checkpoint is written.
+    opts = ["SOLVER.MAX_ITER", "5", "DATALOADER.NUM_WORKERS", "1"]
+    # SIGTERM to the process and its data-loader worker after iteration 2, and again while the checkpoint is written.
     stopped = train_net(toy_cityscapes["datasets"], tmp_path, *opts,
                         launcher=signalled(2, "0", "SIGTERM", "--during-save"))  # fmt: skip
     assert stopped.returncode == PREEMPTED_EXIT_STATUS, stopped.stderr[-3000:]

@@ -1,7 +1,8 @@
 """Run train_net.py with signals sent from inside the run, so a test stops
 training at a known point instead of after a sleep: the processes of RANKS
-signal themselves after iteration ITERATION and, with --during-save, again just
-before the checkpoint is written.
+have their process group (the process and its data-loader workers) signalled
+after iteration ITERATION and, with --during-save, again just before the
+checkpoint is written. As from SLURM, the signals come from another process.
 
     python tests/train_net_with_signals.py --after-iteration 2 --ranks 0 --signal SIGTERM \\
         [--during-save] train_net.py ARGS
@@ -24,7 +25,17 @@ class SignalAfter(HookBase):
 
     def after_step(self):
         if self.trainer.iter == self.iteration and comm.get_rank() in self.ranks:
-            os.kill(os.getpid(), self.sig)
+            signal_process_group(self.sig)
+
+
+def signal_process_group(sig):
+    """Send ``sig`` to this process group from a child process, and wait until it is sent."""
+    group = os.getpgrp()
+    child = os.fork()
+    if child == 0:
+        os.killpg(group, sig)
+        os._exit(0)
+    os.waitpid(child, 0)
 
 
 def signal_while_saving(sig):
@@ -32,7 +43,7 @@ def signal_while_saving(sig):
     save = torch.save
 
     def save_after_a_signal(*args, **kwargs):
-        os.kill(os.getpid(), sig)
+        signal_process_group(sig)
         return save(*args, **kwargs)
 
     torch.save = save_after_a_signal
@@ -47,6 +58,7 @@ def main():
     parser.add_argument("script")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
+    os.setpgrp()
     if args.during_save:
         signal_while_saving(args.signal)
     hook = SignalAfter(args.after_iteration, args.ranks, args.signal)

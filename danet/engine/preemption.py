@@ -1,12 +1,15 @@
 """Preemption-safe training: on a cluster's stop signal every process stops at
 the same iteration, the main one saves a checkpoint there, and the job exits
 with a status a requeue script can test; the requeued job resumes on its own."""
+import functools
 import logging
 import os
 import signal
+import threading
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 
 from detectron2.engine import HookBase
 from detectron2.utils import comm
@@ -97,6 +100,11 @@ def build_preemption_hook(cfg, checkpointer):
         return None
     if cfg.PREEMPTION.CHECK_PERIOD < 1:
         raise InputError(f"PREEMPTION.CHECK_PERIOD is {cfg.PREEMPTION.CHECK_PERIOD}: give a number of iterations >= 1")
+    return PreemptionHook(checkpointer, stop_signals(cfg), cfg.PREEMPTION.CHECK_PERIOD)
+
+
+def stop_signals(cfg):
+    """The signals of cfg.PREEMPTION.SIGNALS."""
     signals = []
     for name in cfg.PREEMPTION.SIGNALS:
         sig = getattr(signal, name, None)
@@ -105,7 +113,38 @@ def build_preemption_hook(cfg, checkpointer):
                 f"PREEMPTION.SIGNALS: {name!r} is not a signal a process can catch: give names such as SIGTERM, SIGUSR1"
             )
         signals.append(sig)
-    return PreemptionHook(checkpointer, signals, cfg.PREEMPTION.CHECK_PERIOD)
+    return signals
+
+
+def shield_data_workers(data_loader, cfg):
+    """Have the worker processes of ``data_loader`` (a torch DataLoader, or
+    detectron2's AspectRatioGroupedDataset around one) survive the stop signals
+    that other processes send; returns ``data_loader``.
+
+    SLURM signals every process of a job, data-loader workers included, and a
+    PyTorch worker dies of a SIGTERM its parent did not send, which would fail
+    the iteration the stop has to finish. A shielded worker takes the signals
+    in a thread of its own and, like PyTorch's handler, leaves only when its
+    parent sends them (the DataLoader ending its workers).
+    """
+    loader = data_loader if isinstance(data_loader, DataLoader) else getattr(data_loader, "dataset", None)
+    if isinstance(loader, DataLoader) and loader.num_workers > 0 and cfg.PREEMPTION.SIGNALS:
+        loader.worker_init_fn = functools.partial(_shield_worker, stop_signals(cfg), loader.worker_init_fn)
+    return data_loader
+
+
+def _shield_worker(signals, worker_init_fn, worker_id):
+    # Blocked here, the signals stay blocked in every thread the worker starts later.
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    threading.Thread(target=_exit_on_signal_from_parent, args=(signals, os.getppid()), daemon=True).start()
+    if worker_init_fn is not None:
+        worker_init_fn(worker_id)
+
+
+def _exit_on_signal_from_parent(signals, parent):
+    while signal.sigwaitinfo(signals).si_pid != parent:
+        pass
+    os._exit(0)
 
 
 def resume_requested(cfg, resume):
