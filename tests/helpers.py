@@ -1,9 +1,13 @@
 """Configs of small CPU models and generated datasets shared by the tests."""
+import importlib.util
+import json
 import os
 import runpy
+import subprocess
 import sys
 
 import numpy as np
+import torch
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -13,6 +17,8 @@ from cityscapesscripts.helpers.labels import trainId2label  # noqa: E402
 import detectron2.engine  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.projects.deeplab import build_lr_scheduler  # noqa: E402
 
 from danet import add_danet_config  # noqa: E402
 
@@ -40,6 +46,24 @@ TINY_MODEL_OPTS = CPU_OPTS + NARROW_RESNET + [
     "INPUT.MAX_SIZE_TEST", "96",
     "DATALOADER.NUM_WORKERS", "0",
 ]  # fmt: skip
+# The demo config shrunk to the tiny generated dataset: a training step takes a fraction of a second.
+TINY_DEMO = [
+    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.BASE_LR", "0.01",
+    "INPUT.SCALE.BASE_SIZE", "128", "INPUT.CROP.SIZE", "(64, 96)",
+    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128", "DATALOADER.NUM_WORKERS", "0",
+]  # fmt: skip
+# Set by torchrun and srun: a subprocess of the tests only sees those the test gives it.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def load_script(relative_path):
+    """A script of this repository (``demo.py``, ``tools/x.py``) as a module,
+    to call its ``main(argv)`` in-process."""
+    name = os.path.splitext(os.path.basename(relative_path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def cpu_cfg(name="base.yaml", *opts):
@@ -54,6 +78,14 @@ def cpu_cfg(name="base.yaml", *opts):
 def tiny_cfg(*opts):
     """The tiny DANet of TINY_MODEL_OPTS, then ``opts``."""
     return cpu_cfg("base.yaml", *TINY_MODEL_OPTS, *opts)
+
+
+def save_tiny_weights(path, *opts, seed=0):
+    """Random weights of tiny_cfg(*opts) saved as a detectron2 checkpoint:
+    evaluation and prediction refuse to run without trained weights."""
+    torch.manual_seed(seed)
+    torch.save({"model": build_model(tiny_cfg(*opts)).state_dict()}, path)
+    return str(path)
 
 
 def register_toy_dataset(root, name, num_images=2, size=(48, 64), seed=0, colors=COLORS):
@@ -100,3 +132,37 @@ def run_train_net_script(*argv):
     finally:
         sys.argv, detectron2.engine.launch, danet.engine.launch = saved
     return launched
+
+
+def train_net(datasets, output_dir, *opts, flags=(), background=False, launcher=(sys.executable,), env=()):
+    """Run train_net.py on the demo config shrunk by TINY_DEMO in a subprocess
+    started by ``launcher`` (a command that takes a script, such as torchrun's),
+    with the datasets under ``datasets`` and the variables ``env``."""
+    command = [
+        *launcher, os.path.join(REPO, "train_net.py"), "--config-file", os.path.join(REPO, "configs", "demo.yaml"),
+        *flags, *TINY_DEMO, "OUTPUT_DIR", str(output_dir), *opts,
+    ]  # fmt: skip
+    inherited = {
+        key: value for key, value in os.environ.items()
+        if key not in LAUNCHER_VARIABLES and not key.startswith(("SLURM_", "TORCHELASTIC_"))
+    }  # fmt: skip
+    env = dict(inherited, DETECTRON2_DATASETS=str(datasets), PYTHONUNBUFFERED="1", **dict(env))
+    if background:
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def last_metrics(output_dir):
+    """The last training metrics written to metrics.json (later lines hold evaluation results)."""
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [m for m in map(json.loads, f) if "total_loss" in m][-1]
+
+
+def scheduled_lr(cfg, iteration):
+    """The learning rate of cfg's schedule at ``iteration`` of an uninterrupted run."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.SOLVER.BASE_LR)
+    scheduler = build_lr_scheduler(cfg, optimizer)
+    for _ in range(iteration):
+        optimizer.step()
+        scheduler.step()
+    return optimizer.param_groups[0]["lr"]
