@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from detectron2.modeling import build_model
+from detectron2.utils import comm
 
 from helpers import NARROW_RESNET, REPO, cpu_cfg, run_train_net_script
 from danet.checkpoint import CheckpointError, SafeCheckpointer
@@ -46,6 +47,15 @@ def test_cuda_device_without_gpu_says_what_to_do():
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match="MODEL.DEVICE cpu"):
         adapt_to_device(cfg)
+
+
+def test_sync_bn_becomes_naive_sync_bn_in_cpu_processes(monkeypatch):
+    cfg = cpu_cfg("r50.yaml", "MODEL.RESNETS.NORM", "SyncBN", "MODEL.SEM_SEG_HEAD.NORM", "SyncBN")
+    adapt_to_device(cfg)
+    assert (cfg.MODEL.RESNETS.NORM, cfg.MODEL.SEM_SEG_HEAD.NORM) == ("SyncBN", "SyncBN")
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    adapt_to_device(cfg)
+    assert (cfg.MODEL.RESNETS.NORM, cfg.MODEL.SEM_SEG_HEAD.NORM) == ("naiveSyncBN", "naiveSyncBN")
 
 
 def small_model(*opts):
