@@ -14,6 +14,10 @@ def add_danet_config(cfg):
     # The DeepLab defaults turn on multi-grid and hard-pixel mining; DANet uses neither.
     cfg.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]
     cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "cross_entropy"
+    # build_dilated_resnet_backbone (danet/modeling/backbone.py): the first block of
+    # each dilated stage gets half the stage's dilation (res4 1, 2, 2, ...; res5 2, 4, 4),
+    # as mmsegmentation's ResNetV1c (contract_dilation=True) and the DANet authors' ResNet.
+    cfg.MODEL.RESNETS.CONTRACT_DILATION = True
 
     cfg.MODEL.DANET = CN()
     # Each branch reduces the backbone's channels by this factor (2048 -> 512).
