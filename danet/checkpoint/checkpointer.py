@@ -8,7 +8,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from ..errors import MissingInputError
 from .errors import CheckpointError
-from .layouts import detect_layout, is_project_layout, unwrap_state_dict
+from .layouts import LAYOUTS, detect_layout, is_project_layout, unwrap_state_dict
 
 
 class SafeCheckpointer(DetectionCheckpointer):
@@ -65,7 +65,27 @@ class SafeCheckpointer(DetectionCheckpointer):
                 f"MODEL.WEIGHTS does not fit this model ({mismatches}): use a checkpoint "
                 "trained with the same config (e.g. MODEL.SEM_SEG_HEAD.NUM_CLASSES)."
             )
+        layout = LAYOUTS.get(checkpoint.get("layout"))
+        if layout is not None and layout.whole_model:
+            _check_all_keys_used(layout, incompatible)
         return incompatible
+
+
+def _check_all_keys_used(layout, incompatible):
+    """A converted whole model must fill every parameter and use every tensor."""
+    problems = [
+        f"{what}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+        for what, keys in (
+            ("not in the checkpoint", incompatible.missing_keys),
+            ("not in the model", incompatible.unexpected_keys),
+        )
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"MODEL.WEIGHTS ({layout.name} layout) does not match this config's model ({'; '.join(problems)}): "
+            "use the config made for that checkpoint (configs/mmseg/, configs/official/)."
+        )
 
 
 def _write_atomically(path, mode, write):
