@@ -15,6 +15,10 @@ def add_danet_config(cfg):
     # The DeepLab defaults turn on multi-grid and hard-pixel mining; DANet uses neither.
     cfg.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]
     cfg.MODEL.SEM_SEG_HEAD.LOSS_TYPE = "cross_entropy"
+    # build_dilated_resnet_backbone (danet/modeling/backbone.py): the first block of
+    # each dilated stage gets half the stage's dilation (res4 1, 2, 2, ...; res5 2, 4, 4),
+    # as mmsegmentation's ResNetV1c (contract_dilation=True) and the DANet authors' ResNet.
+    cfg.MODEL.RESNETS.CONTRACT_DILATION = True
 
     # Fine-tuning to another MODEL.SEM_SEG_HEAD.NUM_CLASSES: in training, weights of
     # MODEL.WEIGHTS whose shape differs from the model's only in the number of classes
@@ -42,6 +46,10 @@ def add_danet_config(cfg):
     #        + CHANNEL_LOSS_WEIGHT * CE(channel) [+ AUX.LOSS_WEIGHT * CE(aux)]
     cfg.MODEL.DANET.POSITION_LOSS_WEIGHT = 1.0
     cfg.MODEL.DANET.CHANNEL_LOSS_WEIGHT = 1.0
+    # align_corners of the bilinear resizes of the logits: to the labels in training,
+    # to the image and then to the output size in inference (DANetSegmentor).
+    # mmsegmentation's 769x769 configs and the DANet authors use True.
+    cfg.MODEL.DANET.ALIGN_CORNERS = False
 
     # Auxiliary FCN head on res4 (the authors' ``--aux``).
     cfg.MODEL.DANET.AUX = CN()
@@ -57,6 +65,9 @@ def add_danet_config(cfg):
     # used 0.75 .. 2.0 of the base size), so they live in TEST.AUG.SCALES;
     # detectron2's absolute TEST.AUG.MIN_SIZES / MAX_SIZE are not used.
     cfg.TEST.AUG.SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+    # How the views are combined: "logits" (the DANet authors) or "probabilities"
+    # (softmax per view, mmsegmentation's multi-scale + flip).
+    cfg.TEST.AUG.AVERAGE = "logits"
     # Views larger than CROP_SIZE (h, w) are segmented in windows moved by
     # STRIDE (h, w) and averaged where they overlap; also applies without TEST.AUG.
     cfg.TEST.SLIDING_WINDOW = CN()

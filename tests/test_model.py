@@ -34,7 +34,7 @@ def test_config_builds_output_stride_8_model(config, depth):
 
 @pytest.mark.parametrize("size", [(64, 64), (97, 130), (33, 71)])
 def test_logits_at_input_size(size):
-    model = build_model(cpu_cfg("r50.yaml", *NARROW_RESNET)).eval()
+    model = build_model(cpu_cfg("original/r50.yaml", *NARROW_RESNET)).eval()
     with torch.no_grad():
         (output,) = model([{"image": random_image(*size)}])
     assert output["sem_seg"].shape == (19, *size)
@@ -42,7 +42,7 @@ def test_logits_at_input_size(size):
 
 
 def test_output_resized_to_requested_height_width():
-    model = build_model(cpu_cfg("r50.yaml", *NARROW_RESNET)).eval()
+    model = build_model(cpu_cfg("original/r50.yaml", *NARROW_RESNET)).eval()
     with torch.no_grad():
         (output,) = model([{"image": random_image(64, 96), "height": 128, "width": 192}])
     assert output["sem_seg"].shape == (19, 128, 192)
@@ -68,7 +68,7 @@ def _train_steps(cfg, steps):
 
 
 def test_training_steps_lower_each_loss_term():
-    history = _train_steps(cpu_cfg("r50.yaml", *NARROW_RESNET, "MODEL.DANET.DROPOUT", 0.0), 12)
+    history = _train_steps(cpu_cfg("original/r50.yaml", *NARROW_RESNET, "MODEL.DANET.DROPOUT", 0.0), 12)
     assert set(history[0]) == {"loss_fused", "loss_position", "loss_channel"}
     for term in history[0]:
         assert history[-1][term] < 0.9 * history[0][term], (term, history)
@@ -76,7 +76,7 @@ def test_training_steps_lower_each_loss_term():
 
 def test_aux_head_and_loss_weights():
     cfg = cpu_cfg(
-        "r50.yaml", *NARROW_RESNET,
+        "original/r50.yaml", *NARROW_RESNET,
         "MODEL.DANET.AUX.ENABLED", True, "MODEL.DANET.AUX.LOSS_WEIGHT", 0.0,
         "MODEL.DANET.POSITION_LOSS_WEIGHT", 0.0,
     )
@@ -87,7 +87,7 @@ def test_aux_head_and_loss_weights():
 
 
 def test_seed_position_attention_variant_trains():
-    cfg = cpu_cfg("r50.yaml", *NARROW_RESNET, "MODEL.DANET.POSITION_ATTENTION", "seed")
+    cfg = cpu_cfg("original/r50.yaml", *NARROW_RESNET, "MODEL.DANET.POSITION_ATTENTION", "seed")
     model = build_model(cfg)
     pam = model.sem_seg_head.position_branch[1]
     assert isinstance(pam, danet.modeling.attention.FeatureSimilarityPositionAttention)
@@ -97,6 +97,6 @@ def test_seed_position_attention_variant_trains():
 
 
 def test_unknown_position_attention_is_named():
-    cfg = cpu_cfg("r50.yaml", *NARROW_RESNET, "MODEL.DANET.POSITION_ATTENTION", "qk")
+    cfg = cpu_cfg("original/r50.yaml", *NARROW_RESNET, "MODEL.DANET.POSITION_ATTENTION", "qk")
     with pytest.raises(ValueError, match="MODEL.DANET.POSITION_ATTENTION"):
         build_model(cfg)

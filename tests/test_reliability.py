@@ -59,7 +59,7 @@ def test_sync_bn_becomes_naive_sync_bn_in_cpu_processes(monkeypatch):
 
 
 def small_model(*opts):
-    return build_model(cpu_cfg("r50.yaml", *NARROW_RESNET, *opts))
+    return build_model(cpu_cfg("original/r50.yaml", *NARROW_RESNET, *opts))
 
 
 def test_missing_weights_file_is_named(tmp_path):

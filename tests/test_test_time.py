@@ -2,6 +2,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import sem_seg_postprocess
@@ -83,6 +84,41 @@ def test_scales_resize_the_input_and_average_at_output_size():
     single = [SemanticSegmentorWithTTA(model, scales=(s,))(inputs)[0]["sem_seg"] for s in scales]
     assert got.shape == (4, 60, 100)
     torch.testing.assert_close(got, sum(single) / len(single))
+
+
+@torch.no_grad()
+def test_probabilities_average_the_softmax_of_each_view():
+    """mmsegmentation's multi-scale + flip: softmax per view, then the mean."""
+    torch.manual_seed(0)
+    model = PixelwiseSegmentor()
+    inputs = [{"image": random_image(30, 50), "height": 30, "width": 50}]
+    scales = (0.5, 1.5)
+    got = SemanticSegmentorWithTTA(model, scales=scales, average="probabilities")(inputs)[0]["sem_seg"]
+    single = [SemanticSegmentorWithTTA(model, scales=(s,))(inputs)[0]["sem_seg"] for s in scales]
+    torch.testing.assert_close(got, sum(v.softmax(dim=0) for v in single) / len(single))
+    torch.testing.assert_close(got.sum(dim=0), torch.ones(30, 50))
+
+
+def test_average_applies_to_augmented_views_only(danet):
+    cfg = tiny_cfg("TEST.AUG.AVERAGE", "probabilities", "TEST.SLIDING_WINDOW.ENABLED", True)
+    assert build_test_time_segmentor(cfg, danet, augment=True).average == "probabilities"
+    assert build_test_time_segmentor(cfg, danet, augment=False).average == "logits"
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_windows_are_resized_to_the_output_size_with_align_corners(align_corners):
+    """mmsegmentation's 769x769 protocol: stitched window logits, resized back
+    to the original size with the config's align_corners."""
+    torch.manual_seed(0)
+    model = PixelwiseSegmentor()
+    image = random_image(37, 53)
+    stitched = model([{"image": image, "height": 37, "width": 53}])[0]["sem_seg"]
+    got = SemanticSegmentorWithTTA(
+        model, crop_size=(16, 24), stride=(10, 15), align_corners=align_corners
+    )([{"image": image, "height": 50, "width": 70}])[0]["sem_seg"]
+    expected = F.interpolate(stitched[None], size=(50, 70), mode="bilinear", align_corners=align_corners)[0]
+    torch.testing.assert_close(got, expected)
 
 
 def test_window_starts_cover_the_image_and_end_at_its_border():
@@ -167,6 +203,7 @@ def test_build_returns_the_model_when_nothing_is_enabled(danet):
         (dict(crop_size=(0, 32), stride=(16, 16)), "TEST.SLIDING_WINDOW.CROP_SIZE"),
         (dict(scales=()), "TEST.AUG.SCALES"),
         (dict(scales=(1.0, -0.5)), "TEST.AUG.SCALES"),
+        (dict(average="mean"), "TEST.AUG.AVERAGE"),
     ],
 )
 def test_bad_settings_name_the_config_key(kwargs, key):

@@ -111,14 +111,18 @@ class SafeCheckpointer(DetectionCheckpointer):
         if layout and unused:
             raise CheckpointError(
                 f"MODEL.WEIGHTS ({layout} layout) does not match this config's model (not in the model: "
-                f"{summarize_keys(unused)}): use the config made for that checkpoint (configs/official/, ...)"
+                f"{summarize_keys(unused)}): use the config made for that checkpoint (configs/mmseg/, configs/official/)"
             )
-        missing = [k for k in incompatible.missing_keys if not k.endswith(_IGNORED_SUFFIX)]
-        if self.require_all_weights and missing:
+        # A whole published model must fill this one (but for classifiers skipped on purpose).
+        skipped = {key for key, *_ in incompatible.incorrect_shapes}
+        missing = [k for k in incompatible.missing_keys if not k.endswith(_IGNORED_SUFFIX) and k not in skipped]
+        whole_model = layout in LAYOUTS and LAYOUTS[layout].whole_model
+        if missing and (self.require_all_weights or whole_model):
             held = f" (it holds {LAYOUTS[layout].description})" if layout in LAYOUTS else ""
             raise CheckpointError(
                 f"MODEL.WEIGHTS lacks weights of this model{held} (not in the checkpoint: "
-                f"{summarize_keys(missing)}): evaluation and prediction need a checkpoint trained with this config"
+                f"{summarize_keys(missing)}): use a checkpoint trained with this config, or the config made "
+                "for that checkpoint (configs/mmseg/, configs/official/)"
             )
         return incompatible
 

@@ -48,8 +48,9 @@ class DANetHead(nn.Module):
     """DANet head (Fu et al., CVPR 2019).
 
     In training it returns the losses of the fused, position and channel
-    predictions (and of the optional auxiliary FCN head); in inference the
-    fused logits upsampled by the feature stride.
+    predictions (and of the optional auxiliary FCN head), each resized to the
+    labels with ``align_corners``; in inference the fused logits at the feature
+    resolution (DANetSegmentor resizes them to the image).
     """
 
     @configurable
@@ -71,6 +72,7 @@ class DANetHead(nn.Module):
         channel_loss_weight: float = 1.0,
         aux_in_feature: Optional[str] = None,
         aux_loss_weight: float = 0.0,
+        align_corners: bool = False,
     ):
         super().__init__()
         in_channels = input_shape[in_feature].channels
@@ -84,7 +86,7 @@ class DANetHead(nn.Module):
                 f"MODEL.DANET.POSITION_ATTENTION must be 'qkv' or 'seed', got {position_attention!r}"
             )
         self.in_feature = in_feature
-        self.common_stride = input_shape[in_feature].stride
+        self.align_corners = align_corners
         self.ignore_value = ignore_value
         self.position_branch = AttentionBranch(in_channels, channels, pam, norm)
         self.channel_branch = AttentionBranch(in_channels, channels, ChannelAttention(), norm)
@@ -129,23 +131,21 @@ class DANetHead(nn.Module):
             channel_loss_weight=danet.CHANNEL_LOSS_WEIGHT,
             aux_in_feature=danet.AUX.IN_FEATURE if danet.AUX.ENABLED else None,
             aux_loss_weight=danet.AUX.LOSS_WEIGHT,
+            align_corners=danet.ALIGN_CORNERS,
         )
 
     def forward(self, features, targets=None):
         """
         Returns:
             In training, (None, dict of weighted losses); in inference, (fused
-            logits [B, K, H*stride, W*stride], {}).
+            logits [B, K, H, W] at the resolution of the input feature, {}).
         """
         x = features[self.in_feature]
         position = self.position_branch(x)
         channel = self.channel_branch(x)
         fused = self.fused_predictor(position + channel)
         if not self.training:
-            logits = F.interpolate(
-                fused, scale_factor=self.common_stride, mode="bilinear", align_corners=False
-            )
-            return logits, {}
+            return fused, {}
         logits = {
             "loss_fused": fused,
             "loss_position": self.position_predictor(position),
@@ -160,7 +160,10 @@ class DANetHead(nn.Module):
         for name, prediction in logits.items():
             # Upsample in float32: bilinear interpolation and CE are unstable in half precision.
             prediction = F.interpolate(
-                prediction.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False
+                prediction.float(),
+                size=targets.shape[-2:],
+                mode="bilinear",
+                align_corners=self.align_corners,
             )
             loss = F.cross_entropy(prediction, targets, ignore_index=self.ignore_value)
             losses[name] = self.loss_weights[name] * loss

@@ -2,18 +2,22 @@
 (the DANet authors' evaluation protocol) and sliding-window inference, which
 bounds the memory of position attention on large images.
 
-Views are combined by averaging *logits* at the output resolution, as the
-authors' code does; with one scale of 1.0, no flip and no window, the result is
-exactly the wrapped model's output.
+Views are combined at the output resolution by averaging their logits, as the
+authors' code does (``TEST.AUG.AVERAGE "logits"``), or their softmax
+probabilities, as mmsegmentation's TTA does (``"probabilities"``); with one
+scale of 1.0, no flip and no window, the result is exactly the wrapped model's
+output.
 """
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from detectron2.data import transforms as T
-from detectron2.modeling.postprocessing import sem_seg_postprocess
 
 from ..errors import InputError
+from .segmentor import resize_logits
+
+AVERAGES = ("logits", "probabilities")
 
 
 def _pair(value, key):
@@ -35,20 +39,34 @@ def window_starts(length, window, stride):
 
 class SemanticSegmentorWithTTA(nn.Module):
     """Runs a :class:`SemanticSegmentor` over several views of each image and
-    averages their logits at the output resolution.
+    averages their logits (or, with ``average="probabilities"``, their softmax)
+    at the output resolution.
 
     The views are every scale in ``scales`` (a ratio of the image the model
     is given, i.e. after the test loader's resize), each also mirrored when
     ``flip``. A view larger than ``crop_size`` is segmented window by window
-    with ``stride``; overlapping windows are averaged. A window never extends
-    past the image: it is clipped to the image instead of padded, so no padding
-    enters position attention, which attends over every position.
+    with ``stride``; the logits of overlapping windows are averaged (as
+    mmsegmentation's slide inference does), then resized to the output size
+    with ``align_corners``. A window never extends past the image: it is
+    moved back inside instead of padded, so no padding enters position
+    attention, which attends over every position.
     """
 
-    def __init__(self, model, scales=(1.0,), flip=False, crop_size=None, stride=None):
+    def __init__(
+        self,
+        model,
+        scales=(1.0,),
+        flip=False,
+        crop_size=None,
+        stride=None,
+        average="logits",
+        align_corners=False,
+    ):
         super().__init__()
         if not scales or any(s <= 0 for s in scales):
             raise InputError(f"TEST.AUG.SCALES must be a non-empty list of positive ratios, got {scales!r}")
+        if average not in AVERAGES:
+            raise InputError(f"TEST.AUG.AVERAGE must be one of {AVERAGES}, got {average!r}")
         if crop_size is not None:
             crop_size = _pair(crop_size, "TEST.SLIDING_WINDOW.CROP_SIZE")
             stride = _pair(stride, "TEST.SLIDING_WINDOW.STRIDE")
@@ -64,11 +82,13 @@ class SemanticSegmentorWithTTA(nn.Module):
         self.flip = flip
         self.crop_size = crop_size
         self.stride = stride
+        self.average = average
+        self.align_corners = align_corners
 
     @classmethod
     def from_config(cls, cfg, model, augment):
-        """Sliding window from ``TEST.SLIDING_WINDOW``; scales and flip from
-        ``TEST.AUG`` when ``augment``, else the single unflipped view."""
+        """Sliding window from ``TEST.SLIDING_WINDOW``; scales, flip and average
+        from ``TEST.AUG`` when ``augment``, else the logits of the single unflipped view."""
         window = cfg.TEST.SLIDING_WINDOW
         return cls(
             model,
@@ -76,6 +96,8 @@ class SemanticSegmentorWithTTA(nn.Module):
             flip=cfg.TEST.AUG.FLIP if augment else False,
             crop_size=window.CROP_SIZE if window.ENABLED else None,
             stride=window.STRIDE if window.ENABLED else None,
+            average=cfg.TEST.AUG.AVERAGE if augment else "logits",
+            align_corners=cfg.MODEL.DANET.ALIGN_CORNERS,
         )
 
     def forward(self, batched_inputs):
@@ -94,6 +116,8 @@ class SemanticSegmentorWithTTA(nn.Module):
             for flip in (False, True) if self.flip else (False,):
                 view = scaled.flip(-1) if flip else scaled
                 logits = self._segment_view(view, out_size)
+                if self.average == "probabilities":
+                    logits = logits.softmax(dim=0)
                 total = total + (logits.flip(-1) if flip else logits)
                 views += 1
         return total / views
@@ -126,7 +150,7 @@ class SemanticSegmentorWithTTA(nn.Module):
                     count = logits.new_zeros((1, height, width))
                 total[:, top : top + crop_h, left : left + crop_w] += logits
                 count[:, top : top + crop_h, left : left + crop_w] += 1
-        return sem_seg_postprocess(total / count, (height, width), *out_size)
+        return resize_logits(total / count, out_size, self.align_corners)
 
     def _run(self, image, out_size):
         height, width = out_size
