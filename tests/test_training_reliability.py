@@ -125,7 +125,7 @@ def test_non_finite_loss_stops_naming_iteration_and_terms(toy_cityscapes, tmp_pa
         assert term in message
 
 
-# train_net.py's main in a process that, once the checkpoint of iteration 10
+# train_net.py's main in a process that, once the checkpoint of iteration 4
 # is saved, says so and waits to be killed.
 WAIT_AFTER_CHECKPOINT = """
 import sys, time
@@ -135,7 +135,7 @@ from detectron2.engine import HookBase, default_argument_parser
 
 class WaitToBeKilled(HookBase):
     def after_step(self):  # after PeriodicCheckpointer's
-        if self.trainer.iter == 9:
+        if self.trainer.iter == 3:
             open({ready!r}, "w").close()
             time.sleep(3600)
 
@@ -146,7 +146,7 @@ train_net.main(default_argument_parser().parse_args(sys.argv[2:]))  # after "-c"
 
 
 def test_killed_run_resumes_at_the_right_iteration_and_learning_rate(toy_cityscapes, tmp_path):
-    opts = ["SOLVER.MAX_ITER", "30", "SOLVER.CHECKPOINT_PERIOD", "10"]
+    opts = ["SOLVER.MAX_ITER", "12", "SOLVER.CHECKPOINT_PERIOD", "4"]
     ready = tmp_path / "checkpoint_saved"
     script = WAIT_AFTER_CHECKPOINT.format(repo=REPO, ready=str(ready))
     waiting = (sys.executable, "-c", script)
@@ -158,17 +158,17 @@ def test_killed_run_resumes_at_the_right_iteration_and_learning_rate(toy_citysca
     finally:
         run.send_signal(signal.SIGKILL)
         run.wait()
-    assert (tmp_path / "out" / "last_checkpoint").read_text() == "model_0000009.pth"
+    assert (tmp_path / "out" / "last_checkpoint").read_text() == "model_0000003.pth"
     assert not (tmp_path / "out" / "model_final.pth").exists()
 
     train_in_process(toy_cityscapes, tmp_path / "out", *opts, flags=["--resume"])
-    assert "Starting training from iteration 10" in (tmp_path / "out" / "log.txt").read_text()
+    assert "Starting training from iteration 4" in (tmp_path / "out" / "log.txt").read_text()
     assert (tmp_path / "out" / "model_final.pth").exists()
     metrics = last_metrics(tmp_path / "out")
-    assert metrics["iteration"] == 29
+    assert metrics["iteration"] == 11
 
-    # The learning rate follows the uninterrupted schedule (WarmupPolyLR) at iteration 29.
-    assert metrics["lr"] == pytest.approx(scheduled_lr(cpu_cfg("demo.yaml", *TINY_DEMO, *opts), 29), rel=1e-6)
+    # The learning rate follows the uninterrupted schedule (WarmupPolyLR) at iteration 11.
+    assert metrics["lr"] == pytest.approx(scheduled_lr(cpu_cfg("demo.yaml", *TINY_DEMO, *opts), 11), rel=1e-6)
 
 
 def test_same_seed_same_losses(toy_cityscapes, tmp_path):
