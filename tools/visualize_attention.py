@@ -41,7 +41,7 @@ def get_parser():
     parser.add_argument("--output", required=True, help="folder for <stem>_attention.png")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--points", type=parse_points, help='image points "x,y;x,y" (pixels, 0,0 top left)')
-    where.add_argument("--grid", type=int, default=2, help="points at the centres of an N x N grid (default 2)")
+    where.add_argument("--grid", type=parse_grid, default=2, help="points at the centres of an N x N grid (default 2)")
     parser.add_argument(
         "--channels", type=parse_channels, help='channel indices "3,11" (default: the 4 that vary most)'
     )
@@ -58,6 +58,12 @@ def parse_points(text):
     if not points or any(len(point) != 2 for point in points):
         raise argparse.ArgumentTypeError(f'expected "x,y;x,y", got {text!r}')
     return points
+
+
+def parse_grid(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return int(text)
 
 
 def parse_channels(text):
@@ -90,6 +96,13 @@ def segment_with_attention(model, recorder, image, cfg):
     return logits, attention
 
 
+def read_rgb(path):
+    try:
+        return utils.read_image(path, format="RGB")
+    except Exception as e:  # whatever PIL raises for a file it cannot read
+        raise InputError(f"not a readable image ({e})") from e
+
+
 def draw(model, recorder, image, args, cfg, names, colors):
     """The attention picture of one RGB image."""
     logits, attention = segment_with_attention(model, recorder, image, cfg)
@@ -105,8 +118,6 @@ def draw(model, recorder, image, args, cfg, names, colors):
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
-    if args.grid < 1:
-        parser.error(f"--grid must be at least 1, got {args.grid}")
     try:
         paths = list_inputs(args.input)
     except ValueError as e:
@@ -121,14 +132,8 @@ def main(argv=None):
     failed = []
     for path in paths:
         try:
-            image = utils.read_image(path, format="RGB")
-        except Exception as e:  # any unreadable file: report it and go on
-            print(f"Skipped {path}: not a readable image ({e})", file=sys.stderr)
-            failed.append(path)
-            continue
-        try:
-            picture = draw(model, recorder, image, args, cfg, names, colors)
-        except InputError as e:
+            picture = draw(model, recorder, read_rgb(path), args, cfg, names, colors)
+        except InputError as e:  # an unreadable image or a point outside it: report it and go on
             print(f"Skipped {path}: {e}", file=sys.stderr)
             failed.append(path)
             continue
