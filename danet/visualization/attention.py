@@ -62,6 +62,7 @@ class HeadAttention:
         col = int((x + 0.5) * self.input_size[1] / width // self.stride)
         return min(row, self.feature_size[0] - 1), min(col, self.feature_size[1] - 1)
 
+    @torch.no_grad()
     def position_rows(self, cells):
         """Rows of the position-attention matrix for feature cells [(row, col)]:
         [P, h, w], the weights of each cell over all positions (summing to one)."""
