@@ -17,6 +17,7 @@ from detectron2.utils.events import EventStorage
 
 from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, register_toy_dataset, tiny_cfg
 
+from danet.errors import InputError
 from danet.evaluation import attention_pictures_to_tensorboard
 from danet.visualization import AttentionRecorder, grid_points
 
@@ -118,11 +119,19 @@ def test_grid_points_are_centres_of_the_grid():
     assert grid_points((5, 7), 1) == [(3, 2)]
 
 
-def run_tool(tmp_path, inputs, *args, opts=()):
+def tiny_weights(path):
+    """Random weights of the tiny model as a checkpoint: prediction and
+    evaluation may refuse to run without weights."""
     torch.manual_seed(0)
+    torch.save({"model": build_model(tiny_cfg()).state_dict()}, path)
+    return str(path)
+
+
+def run_tool(tmp_path, inputs, *args, opts=()):
     output = tmp_path / "out"
     argv = ["--config-file", BASE_CONFIG, "--input", *map(str, inputs), "--output", str(output), *args]
-    return tool.main(argv + ["--opts", *TINY_MODEL_OPTS, *opts]), output
+    weights = tiny_weights(tmp_path / "tiny_model.pth")
+    return tool.main(argv + ["--opts", *TINY_MODEL_OPTS, "MODEL.WEIGHTS", weights, *opts]), output
 
 
 def panels(band):
@@ -173,7 +182,13 @@ def test_config_without_danet_head_ends_in_one_line(tmp_path):
         run_tool(tmp_path, [tmp_path / "small.png"], opts=["MODEL.SEM_SEG_HEAD.NAME", "SemSegFPNHead"])
     message = str(exit_info.value.code)
     assert "\n" not in message and message.startswith("visualize_attention.py: error:")
-    assert "no DANet head" in message and "MODEL.SEM_SEG_HEAD.NAME" in message
+    assert "no DANet head" in message and "MODEL.SEM_SEG_HEAD.NAME is 'SemSegFPNHead'" in message
+
+
+def test_a_model_without_danet_head_is_refused_by_the_recorder():
+    model = build_model(tiny_cfg("MODEL.SEM_SEG_HEAD.NAME", "SemSegFPNHead"))
+    with pytest.raises(InputError, match="no DANet head"):
+        AttentionRecorder(model)
 
 
 @pytest.mark.parametrize("args", [["--points", "10;20"], ["--points", "a,b"], ["--grid", "0"], ["--channels", "x"]])
@@ -193,6 +208,7 @@ def test_evaluation_writes_attention_pictures_to_tensorboard(tmp_path):
         ["--config-file", BASE_CONFIG, "--eval-only"]
         + TINY_MODEL_OPTS
         + ["DATASETS.TEST", "('toy_attention_pictures',)", "OUTPUT_DIR", str(output), "TEST.ATTENTION_PICTURES", "2"]
+        + ["MODEL.WEIGHTS", tiny_weights(tmp_path / "tiny_model.pth")]
     )
     train_net.main(args)
     events = EventAccumulator(str(output), size_guidance={"images": 0})

@@ -124,6 +124,11 @@ def main(argv=None):
         parser.error(str(e))
     with exit_on_input_error("visualize_attention.py"):
         cfg = setup_cfg(args)
+        if cfg.MODEL.SEM_SEG_HEAD.NAME != "DANetHead":
+            raise InputError(
+                f"MODEL.SEM_SEG_HEAD.NAME is {cfg.MODEL.SEM_SEG_HEAD.NAME!r}: the config has no DANet head "
+                "to draw the attention of (use 'DANetHead')"
+            )
         names, colors = class_names_and_colors(cfg)
         model = build_model(cfg)
         recorder = AttentionRecorder(model)
