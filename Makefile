@@ -52,7 +52,8 @@ clean:
 	rm -rf $(VENV) $(REFERENCE_DIR) output
 
 # End to end on CPU (README "Demo"): generate a Cityscapes-format dataset, make its
-# labelTrainIds, train and evaluate configs/demo.yaml, print the metrics, save pictures.
+# labelTrainIds, train and evaluate configs/demo.yaml, print the metrics, save pictures
+# of predictions and of what the attention modules attend to.
 DEMO_DATASETS ?= datasets
 .PHONY: demo
 demo: setup
@@ -61,4 +62,7 @@ demo: setup
 	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) train_net.py --config-file configs/demo.yaml
 	$(PY) demo.py --config-file configs/demo.yaml --ground-truth --output output/demo/pictures \
 		--input "$(DEMO_DATASETS)/toy_cityscapes/leftImg8bit/val/*/*_00000[0-7]_*_leftImg8bit.png" \
+		--opts MODEL.WEIGHTS output/demo/model_final.pth
+	$(PY) tools/visualize_attention.py --config-file configs/demo.yaml --output output/demo/attention \
+		--input "$(DEMO_DATASETS)/toy_cityscapes/leftImg8bit/val/*/*_00000[0-3]_*_leftImg8bit.png" \
 		--opts MODEL.WEIGHTS output/demo/model_final.pth

@@ -29,6 +29,7 @@ from danet.engine import (
 )
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
+from danet.evaluation.attention_pictures import attention_pictures_to_tensorboard
 from danet.modeling import build_test_time_segmentor
 
 logger = logging.getLogger("danet")
@@ -69,7 +70,8 @@ class Trainer(DefaultTrainer):
             logger.info("DATASETS.TEST is empty: evaluation skipped.")
             return {}
         # Sliding window when TEST.SLIDING_WINDOW.ENABLED; the model itself otherwise.
-        results = super().test(cfg, build_test_time_segmentor(cfg, model), evaluators)
+        with attention_pictures_to_tensorboard(cfg, model):  # TEST.ATTENTION_PICTURES
+            results = super().test(cfg, build_test_time_segmentor(cfg, model), evaluators)
         for dataset_name, result in cls.by_dataset(cfg, results).items():
             if "sem_seg" in result:
                 logger.info(f"Results on {dataset_name}:\n{summary_table(result['sem_seg'])}")

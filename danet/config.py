@@ -77,6 +77,9 @@ def add_danet_config(cfg):
     # Also run detectron2's CityscapesSemSegEvaluator (cityscapesScripts, the
     # official numbers) on datasets whose metadata has Cityscapes' gt_dir.
     cfg.TEST.CITYSCAPES_EVALUATOR = False
+    # Evaluation also writes the attention pictures (tools/visualize_attention.py)
+    # of this many images to TensorBoard, tagged attention/<image>.
+    cfg.TEST.ATTENTION_PICTURES = 0
 
     # ---- Training data pipeline (danet.data.build_train_augmentation) ----
     # How training images are resized before the crop:

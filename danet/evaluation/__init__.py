@@ -5,3 +5,4 @@ from .sem_seg_evaluation import (
     comparison_table,
     summary_table,
 )
+from .attention_pictures import attention_pictures_to_tensorboard
