@@ -15,7 +15,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, register_toy_dataset, tiny_cfg
+from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, register_toy_dataset, save_tiny_weights, tiny_cfg
 
 from danet.errors import InputError
 from danet.evaluation import attention_pictures_to_tensorboard
@@ -119,18 +119,10 @@ def test_grid_points_are_centres_of_the_grid():
     assert grid_points((5, 7), 1) == [(3, 2)]
 
 
-def tiny_weights(path):
-    """Random weights of the tiny model as a checkpoint: prediction and
-    evaluation may refuse to run without weights."""
-    torch.manual_seed(0)
-    torch.save({"model": build_model(tiny_cfg()).state_dict()}, path)
-    return str(path)
-
-
 def run_tool(tmp_path, inputs, *args, opts=()):
     output = tmp_path / "out"
     argv = ["--config-file", BASE_CONFIG, "--input", *map(str, inputs), "--output", str(output), *args]
-    weights = tiny_weights(tmp_path / "tiny_model.pth")
+    weights = save_tiny_weights(tmp_path / "tiny_model.pth")
     return tool.main(argv + ["--opts", *TINY_MODEL_OPTS, "MODEL.WEIGHTS", weights, *opts]), output
 
 
@@ -208,7 +200,7 @@ def test_evaluation_writes_attention_pictures_to_tensorboard(tmp_path):
         ["--config-file", BASE_CONFIG, "--eval-only"]
         + TINY_MODEL_OPTS
         + ["DATASETS.TEST", "('toy_attention_pictures',)", "OUTPUT_DIR", str(output), "TEST.ATTENTION_PICTURES", "2"]
-        + ["MODEL.WEIGHTS", tiny_weights(tmp_path / "tiny_model.pth")]
+        + ["MODEL.WEIGHTS", save_tiny_weights(tmp_path / "tiny_model.pth")]
     )
     train_net.main(args)
     events = EventAccumulator(str(output), size_guidance={"images": 0})

@@ -18,15 +18,12 @@ import argparse
 import os
 import sys
 
-import numpy as np
-import torch
 from PIL import Image
 
 from detectron2.data import detection_utils as utils
-from detectron2.data import transforms as T
-from detectron2.engine import DefaultPredictor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from danet.engine import SegmentationPredictor, build_inference_model  # noqa: E402
 from danet.errors import InputError, exit_on_input_error  # noqa: E402
 from danet.visualization import AttentionRecorder, attention_picture, grid_points, most_varied_channels  # noqa: E402
 from demo import class_names_and_colors, list_inputs, predict_train_ids, setup_cfg  # noqa: E402
@@ -73,25 +70,11 @@ def parse_channels(text):
         raise argparse.ArgumentTypeError(f'expected channel indices "3,11", got {text!r}') from None
 
 
-def build_model(cfg):
-    """The model with MODEL.WEIGHTS, in inference mode, as demo.py builds it."""
-    return DefaultPredictor(cfg).model
-
-
 def segment_with_attention(model, recorder, image, cfg):
     """Run ``model`` once on an RGB image resized as the test loader does: the
     logits [K, H, W] at the image's size and the head's HeadAttention."""
-    aug_input = T.AugInput(image)
-    T.AugmentationList(utils.build_augmentation(cfg, is_train=False))(aug_input)
-    # Like DefaultPredictor: the model takes RGB or BGR.
-    resized = aug_input.image if cfg.INPUT.FORMAT == "RGB" else aug_input.image[:, :, ::-1]
-    inputs = {
-        "image": torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))),
-        "height": image.shape[0],
-        "width": image.shape[1],
-    }
-    with recorder, torch.no_grad():
-        logits = model([inputs])[0]["sem_seg"]
+    with recorder:
+        logits = SegmentationPredictor(cfg, model)(image)
     (attention,) = recorder.take()
     return logits, attention
 
@@ -130,7 +113,7 @@ def main(argv=None):
                 "to draw the attention of (use 'DANetHead')"
             )
         names, colors = class_names_and_colors(cfg)
-        model = build_model(cfg)
+        model = build_inference_model(cfg)
         recorder = AttentionRecorder(model)
     os.makedirs(args.output, exist_ok=True)
 
