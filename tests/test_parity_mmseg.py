@@ -15,11 +15,13 @@ import sys
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import REPO, load_script
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from danet.checkpoint import LAYOUTS, CheckpointError, SafeCheckpointer, detect_layout
 from danet.config import load_config
+from danet.engine import build_inference_model
 from danet.modeling import build_test_time_segmentor
 
 REFERENCE_DIR = os.path.join(REPO, ".reference")
@@ -100,10 +102,10 @@ def save_as_mmseg(model, cfg, path):
 
 
 def load_project_model(config, weights, *opts):
+    """The model of configs/mmseg/<config> with MODEL.WEIGHTS ``weights``, built
+    as train_net.py --eval-only and demo.py build it."""
     cfg = load_config(os.path.join(REPO, "configs", "mmseg", config), ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu", *opts])
-    model = build_model(cfg).eval()
-    SafeCheckpointer(model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
-    return build_test_time_segmentor(cfg, model), cfg
+    return build_test_time_segmentor(cfg, build_inference_model(cfg)), cfg
 
 
 def mmseg_logits(model, image_rgb, ori_shape, dtype=torch.float32):
@@ -166,6 +168,23 @@ def test_logits_match_mmseg(reference, depth, protocol, size, out_size, slide):
     assert got.shape == expected.shape == (CLASSES, *out_size)
     relative, agreement = compare(expected, got)
     print(f"R{depth} {protocol} {size}->{out_size}: relative error {relative:.2e}, argmax agreement {agreement:.5f}")
+    assert relative <= 1e-4 and agreement >= 0.999
+
+
+def test_converted_checkpoint_matches_mmseg_in_detectron2s_checkpointer(reference, tmp_path):
+    """tools/convert_weights.py's file, loaded by detectron2's own DetectionCheckpointer."""
+    mmseg_model, weights = reference(50, "512x1024")
+    converted = str(tmp_path / "converted.pth")
+    load_script("tools/convert_weights.py").main([weights, converted, "--from", "mmseg"])
+    cfg = load_config(os.path.join(REPO, "configs", "mmseg", "danet_r50-d8_512x1024_40k_cityscapes.yaml"), ["MODEL.DEVICE", "cpu"])
+    model = build_model(cfg).eval()
+    incompatible = DetectionCheckpointer(model).load(converted)
+    assert not incompatible or not (incompatible.get("missing_keys") or incompatible.get("unexpected_keys"))
+    image = random_image(61, 83, seed=3)
+    expected = mmseg_logits(mmseg_model, image, (61, 83))
+    with torch.no_grad():
+        got = model([{"image": image, "height": 61, "width": 83}])[0]["sem_seg"]
+    relative, agreement = compare(expected, got)
     assert relative <= 1e-4 and agreement >= 0.999
 
 
@@ -235,12 +254,17 @@ def test_mmseg_checkpoint_into_another_model_names_the_keys(reference):
         load_project_model("danet_r50-d8_512x1024_40k_cityscapes.yaml", weights, "MODEL.DANET.AUX.ENABLED", "False")
 
 
-@pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(REPO, "configs", "mmseg")) if n.startswith("danet_")))
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(REPO, "configs", "mmseg")) if n.endswith("_cityscapes.yaml")))
 def test_mmseg_configs_name_their_checkpoint_and_protocol(name):
-    cfg = load_config(os.path.join(REPO, "configs", "mmseg", name))
+    """Each config trains from mmseg's ImageNet ResNet-V1c, as that run did, and
+    names its trained checkpoint in the evaluation command of its header."""
+    path = os.path.join(REPO, "configs", "mmseg", name)
+    cfg = load_config(path)
     stem = name[: -len(".yaml")]
     depth, crop, schedule = stem.split("_")[1:4]
-    assert cfg.MODEL.WEIGHTS.startswith(f"https://download.openmmlab.com/mmsegmentation/v0.5/danet/{stem}/{stem}_")
+    assert f"resnet{depth[1:4].rstrip('-')}_v1c" in cfg.MODEL.WEIGHTS
+    with open(path) as f:
+        assert f"#     https://download.openmmlab.com/mmsegmentation/v0.5/danet/{stem}/{stem}_" in f.read()
     assert (cfg.MODEL.RESNETS.DEPTH, cfg.SOLVER.MAX_ITER) == (int(depth[1:4].rstrip("-")), int(schedule[:-1]) * 1000)
     sliding = crop == "769x769"
     assert cfg.TEST.SLIDING_WINDOW.ENABLED == cfg.MODEL.DANET.ALIGN_CORNERS == sliding
