@@ -20,7 +20,7 @@ from danet.data import build_test_mapper, build_train_mapper
 from danet.engine import adapt_to_device, trainer_defaults
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
-from danet.modeling import build_test_time_segmentor
+from danet.modeling import apply_memory_saving, build_test_time_segmentor
 
 logger = logging.getLogger("danet")
 
@@ -29,6 +29,11 @@ class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         with trainer_defaults():
             super().__init__(cfg)
+
+    @classmethod
+    def build_model(cls, cfg):
+        # MODEL.DANET.MEMORY_SAVING*: recompute chosen parts in the backward (training only).
+        return apply_memory_saving(super().build_model(cfg), cfg)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -39,6 +39,12 @@ def add_danet_config(cfg):
     #        + CHANNEL_LOSS_WEIGHT * CE(channel) [+ AUX.LOSS_WEIGHT * CE(aux)]
     cfg.MODEL.DANET.POSITION_LOSS_WEIGHT = 1.0
     cfg.MODEL.DANET.CHANNEL_LOSS_WEIGHT = 1.0
+    # Memory-lean training (danet/modeling/memory_saving.py; README "Memory-saving training").
+    # True turns on every saving. MEMORY_SAVING_CHECKPOINT picks the parts recomputed
+    # in the backward instead: any of "stem", "res2" .. "res5" (each block on its own),
+    # "position_branch", "channel_branch", "losses" (each term's resize to the labels).
+    cfg.MODEL.DANET.MEMORY_SAVING = False
+    cfg.MODEL.DANET.MEMORY_SAVING_CHECKPOINT = []
 
     # Auxiliary FCN head on res4 (the authors' ``--aux``).
     cfg.MODEL.DANET.AUX = CN()

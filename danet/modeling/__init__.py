@@ -2,3 +2,4 @@ from .attention import ChannelAttention, FeatureSimilarityPositionAttention, Pos
 from .backbone import build_dilated_resnet_backbone
 from .danet_head import DANetHead
 from .test_time_augmentation import SemanticSegmentorWithTTA, build_test_time_segmentor
+from .memory_saving import apply_memory_saving
