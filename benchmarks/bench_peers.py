@@ -52,7 +52,7 @@ def parse_sizes(text):
 
 
 class Ours:
-    def __init__(self, depth, saving, device):
+    def __init__(self, depth, saving, device, checkpoint=()):
         from detectron2.modeling import build_model
 
         from danet.config import load_config
@@ -60,15 +60,15 @@ class Ours:
 
         cfg = load_config(os.path.join(REPO, "configs", "base.yaml"), OURS_AS_MMSEG + [
             "MODEL.RESNETS.DEPTH", str(depth), "MODEL.DEVICE", device, "MODEL.DANET.MEMORY_SAVING", str(saving),
+            "MODEL.DANET.MEMORY_SAVING_CHECKPOINT", str(list(checkpoint)),
         ])  # fmt: skip
         self.model = apply_memory_saving(build_model(cfg), cfg)
 
     def inputs(self, images, labels):
         return [{"image": image, "sem_seg": label} for image, label in zip(images, labels)]
 
-    def train_step(self, inputs):
-        losses = self.model(inputs)
-        sum(losses.values()).backward()
+    def train_loss(self, inputs):
+        return sum(self.model(inputs).values())
 
     def infer(self, inputs):
         return self.model(inputs)
@@ -109,9 +109,9 @@ class Mmseg:
             samples.append(sample)
         return torch.stack([(image.float() - mean) / std for image in images]), samples
 
-    def train_step(self, inputs):
+    def train_loss(self, inputs):
         losses = self.model.loss(*inputs)
-        sum(value for key, value in losses.items() if "loss" in key).backward()
+        return sum(value for key, value in losses.items() if "loss" in key)
 
     def infer(self, inputs):
         return self.model.predict(*inputs)
@@ -156,7 +156,7 @@ def measure(args, impl, depth, mode, size):
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
-        runner.train_step(inputs)
+        runner.train_loss(inputs).backward()
         optimizer.step()
 
     def inference_step():

@@ -10,6 +10,7 @@ import torch
 from detectron2.modeling import build_model
 
 from helpers import tiny_cfg
+from benchmarks.memory import saved_activation_bytes
 from danet.errors import InputError
 from danet.modeling import apply_memory_saving, memory_saving
 from test_training_reliability import last_metrics, train_net
@@ -85,23 +86,9 @@ def test_recompute_without_restoring_buffers_would_update_bn_twice(monkeypatch):
 
 
 def saved_bytes(model):
-    """Bytes of the activations autograd keeps for the backward of one training
-    step (each storage once; parameters are not counted)."""
-    storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        if tensor.untyped_storage().data_ptr() not in storages:
-            storages.add(tensor.untyped_storage().data_ptr())
-            total += tensor.untyped_storage().nbytes()
-        return tensor
-
+    """Bytes of the activations one training step keeps for the backward."""
     model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        losses = model(batch(0))
-    sum(losses.values()).backward()
-    return total
+    return saved_activation_bytes(model, lambda: model(batch(0)))
 
 
 def test_checkpointing_keeps_far_less_for_the_backward():
