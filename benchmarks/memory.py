@@ -20,3 +20,25 @@ def rss_bytes():
 
 def peak_rss_bytes():
     return _status_bytes("VmHWM")
+
+
+def saved_activation_bytes(model, step):
+    """Bytes of the tensors autograd keeps for the backward while ``step()``
+    runs a forward: each storage once, parameters not counted. Exact and
+    independent of the allocator and of other processes."""
+    import torch
+
+    storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in storages:
+            storages.add(storage.data_ptr())
+            total += storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step()
+    return total

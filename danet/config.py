@@ -50,6 +50,12 @@ def add_danet_config(cfg):
     # to the image and then to the output size in inference (DANetSegmentor).
     # mmsegmentation's 769x769 configs and the DANet authors use True.
     cfg.MODEL.DANET.ALIGN_CORNERS = False
+    # Memory-lean training (danet/modeling/memory_saving.py; README "Memory-saving training").
+    # True turns on every saving. MEMORY_SAVING_CHECKPOINT picks the parts recomputed
+    # in the backward instead: any of "stem", "res2" .. "res5" (each block on its own),
+    # "position_branch", "channel_branch", "losses" (each term's resize to the labels).
+    cfg.MODEL.DANET.MEMORY_SAVING = False
+    cfg.MODEL.DANET.MEMORY_SAVING_CHECKPOINT = []
 
     # Auxiliary FCN head on res4 (the authors' ``--aux``).
     cfg.MODEL.DANET.AUX = CN()
