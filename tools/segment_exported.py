@@ -64,7 +64,7 @@ def sliding_window(args, metadata, parser):
 def class_names_and_colors(metadata):
     """The exported class names and colours; ids and detectron2's palette when absent."""
     num_classes = metadata["num_classes"]
-    names = metadata["class_names"] or [str(i) for i in range(num_classes)]
+    names = metadata["class_names"] or [f"class {i}" for i in range(num_classes)]
     palette = colormap(rgb=True, maximum=255)
     colors = metadata["class_colors"] or [palette[i % len(palette)] for i in range(num_classes)]
     return names, np.array(colors, dtype=np.uint8)

@@ -1,6 +1,5 @@
 """The deployable part of a DANet segmentor as one module: image batch in,
 logits at the input size out."""
-import torch
 from torch import nn
 from torch.nn import functional as F
 
