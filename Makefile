@@ -6,9 +6,11 @@ TORCH_SPEC := torch==2.14.1 torchvision==0.29.1
 DETECTRON2_SPEC ?= sal-detectron2==0.7.2
 export DETECTRON2_SPEC
 
+# The export and test extras (requirements-export.txt) are installed with numpy
+# held at the version requirements.txt gave (<2), so pip cannot upgrade it.
 # The stamp is keyed on everything that decides what gets installed, so a
 # second `make setup` with nothing changed costs nothing.
-SETUP_KEY := $(shell cat requirements.txt tools/install_detectron2.sh | sha1sum | cut -c1-12)-$(shell echo '$(TORCH_SPEC) $(DETECTRON2_SPEC)' | sha1sum | cut -c1-8)
+SETUP_KEY := $(shell cat requirements.txt requirements-export.txt tools/install_detectron2.sh | sha1sum | cut -c1-12)-$(shell echo '$(TORCH_SPEC) $(DETECTRON2_SPEC)' | sha1sum | cut -c1-8)
 STAMP := $(VENV)/.setup-$(SETUP_KEY)
 
 .PHONY: setup test test-all clean
@@ -20,6 +22,8 @@ $(STAMP):
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -r requirements.txt
 	tools/install_detectron2.sh $(VENV)
+	$(PY) -c 'import numpy; print(f"numpy=={numpy.__version__}")' > $(VENV)/numpy-constraint.txt
+	$(PY) -m pip install -q -r requirements-export.txt -c $(VENV)/numpy-constraint.txt
 	rm -f $(VENV)/.setup-*
 	touch $@
 
