@@ -136,6 +136,35 @@ def predict_train_ids(logits, confidence_threshold=0.0):
     return train_ids.to(torch.uint8).cpu().numpy()
 
 
+def save_prediction(output_dir, path, image, train_ids, names, colors, opacity):
+    """Write ``<stem>_pred.png`` and ``<stem>_vis.png`` of one image into
+    ``output_dir``; returns the path stem for further pictures."""
+    stem = os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
+    Image.fromarray(train_ids).save(stem + "_pred.png")
+    Image.fromarray(blend_with_legend(image, train_ids, names, colors, opacity)).save(stem + "_vis.png")
+    return stem
+
+
+def for_each_image(paths, process, desc):
+    """``process(path, rgb_image)`` for each image; an unreadable file, or one
+    ``process`` rejects with an InputError, is reported and skipped. Returns
+    the paths that failed."""
+    failed = []
+    for path in tqdm(paths, desc=desc, unit="image"):
+        try:
+            image = read_image(path, format="RGB")
+        except Exception as e:  # any unreadable file: report it and go on
+            tqdm.write(f"Skipped {path}: not a readable image ({e})", file=sys.stderr)
+            failed.append(path)
+            continue
+        try:
+            process(path, image)
+        except InputError as e:
+            tqdm.write(f"Skipped {path}: {e}", file=sys.stderr)
+            failed.append(path)
+    return failed
+
+
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -152,27 +181,14 @@ def main(argv=None):
     predictor = SegmentationPredictor(cfg, model)
     os.makedirs(args.output, exist_ok=True)
 
-    failed = []
-    for path in tqdm(paths, desc="demo", unit="image"):
-        try:
-            image = read_image(path, format="RGB")
-        except Exception as e:  # any unreadable file: report it and go on
-            tqdm.write(f"Skipped {path}: not a readable image ({e})", file=sys.stderr)
-            failed.append(path)
-            continue
-        logits = predictor(image)
-        train_ids = predict_train_ids(logits, args.confidence_threshold)
-        stem = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0])
-        Image.fromarray(train_ids).save(stem + "_pred.png")
-        Image.fromarray(blend_with_legend(image, train_ids, names, colors, args.opacity)).save(stem + "_vis.png")
+    def segment(path, image):
+        train_ids = predict_train_ids(predictor(image), args.confidence_threshold)
+        stem = save_prediction(args.output, path, image, train_ids, names, colors, args.opacity)
         if args.ground_truth:
-            try:
-                gt = cityscapes_ground_truth(os.path.abspath(path))
-            except InputError as e:
-                tqdm.write(f"No comparison for {path}: {e}", file=sys.stderr)
-                failed.append(path)
-                continue
+            gt = cityscapes_ground_truth(os.path.abspath(path))
             Image.fromarray(side_by_side(image, gt, train_ids, colors)).save(stem + "_compare.png")
+
+    failed = for_each_image(paths, segment, desc="demo")
     if failed:
         tqdm.write(f"{len(failed)} of {len(paths)} inputs failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -18,17 +18,14 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.utils.colormap import colormap  # noqa: E402
 
 from danet.errors import exit_on_input_error  # noqa: E402
 from danet.export import EXPORT_FORMATS, ExportedModel, segment_image  # noqa: E402
-from danet.visualization import blend_with_legend  # noqa: E402
-from demo import list_inputs, predict_train_ids  # noqa: E402
+from demo import for_each_image, list_inputs, predict_train_ids, save_prediction  # noqa: E402
 
 
 def get_parser():
@@ -82,19 +79,11 @@ def main(argv=None):
     window, stride = sliding_window(args, model.metadata, parser)
     names, colors = class_names_and_colors(model.metadata)
     os.makedirs(args.output, exist_ok=True)
-    failed = []
-    for path in tqdm(paths, desc="segment", unit="image"):
-        try:
-            image = read_image(path, format="RGB")
-        except Exception as e:  # any unreadable file: report it and go on
-            tqdm.write(f"Skipped {path}: not a readable image ({e})", file=sys.stderr)
-            failed.append(path)
-            continue
-        logits = segment_image(model, image, window, stride)
-        train_ids = predict_train_ids(logits, args.confidence_threshold)
-        stem = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0])
-        Image.fromarray(train_ids).save(stem + "_pred.png")
-        Image.fromarray(blend_with_legend(image, train_ids, names, colors, args.opacity)).save(stem + "_vis.png")
+    def segment(path, image):
+        train_ids = predict_train_ids(segment_image(model, image, window, stride), args.confidence_threshold)
+        save_prediction(args.output, path, image, train_ids, names, colors, args.opacity)
+
+    failed = for_each_image(paths, segment, desc="segment")
     if failed:
         tqdm.write(f"{len(failed)} of {len(paths)} inputs failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -20,13 +20,11 @@ import sys
 
 from PIL import Image
 
-from detectron2.data import detection_utils as utils
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from danet.engine import SegmentationPredictor, build_inference_model  # noqa: E402
 from danet.errors import InputError, exit_on_input_error  # noqa: E402
 from danet.visualization import AttentionRecorder, attention_picture, grid_points, most_varied_channels  # noqa: E402
-from demo import class_names_and_colors, list_inputs, predict_train_ids, setup_cfg  # noqa: E402
+from demo import class_names_and_colors, for_each_image, list_inputs, predict_train_ids, setup_cfg  # noqa: E402
 
 
 def get_parser():
@@ -79,13 +77,6 @@ def segment_with_attention(model, recorder, image, cfg):
     return logits, attention
 
 
-def read_rgb(path):
-    try:
-        return utils.read_image(path, format="RGB")
-    except Exception as e:  # whatever PIL raises for a file it cannot read
-        raise InputError(f"not a readable image ({e})") from e
-
-
 def draw(model, recorder, image, args, cfg, names, colors):
     """The attention picture of one RGB image."""
     logits, attention = segment_with_attention(model, recorder, image, cfg)
@@ -117,17 +108,12 @@ def main(argv=None):
         recorder = AttentionRecorder(model)
     os.makedirs(args.output, exist_ok=True)
 
-    failed = []
-    for path in paths:
-        try:
-            picture = draw(model, recorder, read_rgb(path), args, cfg, names, colors)
-        except InputError as e:  # an unreadable image or a point outside it: report it and go on
-            print(f"Skipped {path}: {e}", file=sys.stderr)
-            failed.append(path)
-            continue
+    def save_picture(path, image):
+        picture = draw(model, recorder, image, args, cfg, names, colors)
         out = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + "_attention.png")
         Image.fromarray(picture).save(out)
-        print(f"Wrote {out}")
+
+    failed = for_each_image(paths, save_picture, desc="attention")
     if failed:
         print(f"{len(failed)} of {len(paths)} inputs failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
