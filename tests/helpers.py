@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -166,3 +167,12 @@ def scheduled_lr(cfg, iteration):
         optimizer.step()
         scheduler.step()
     return optimizer.param_groups[0]["lr"]
+
+
+def one_line_error(run):
+    """The message ``run()`` exited with, checked to be one line (the scripts' InputError exit)."""
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    message = str(exit_info.value.code)
+    assert "\n" not in message
+    return message

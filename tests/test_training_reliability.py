@@ -16,7 +16,7 @@ import train_net as train_net_module
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser
 
-from helpers import REPO, TINY_DEMO, cpu_cfg, last_metrics, scheduled_lr, train_net
+from helpers import REPO, TINY_DEMO, cpu_cfg, last_metrics, one_line_error, scheduled_lr, train_net
 from danet import register_cityscapes_sem_seg
 from danet.checkpoint import SafeCheckpointer
 from danet.data import BadSampleError, build_train_mapper
@@ -33,13 +33,6 @@ def train_in_process(datasets, output_dir, *opts, flags=()):
     return train_net_module.main(args)
 
 
-def one_line_error(run):
-    """The message a run ended with (train_net.py's one-line error)."""
-    with pytest.raises(SystemExit) as exit:
-        run()
-    message = str(exit.value.code)
-    assert "\n" not in message
-    return message
 
 
 def copy_of_datasets(toy_cityscapes, tmp_path):

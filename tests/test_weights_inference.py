@@ -14,7 +14,7 @@ from detectron2.modeling import build_model
 
 from danet.checkpoint import CheckpointError
 from danet.engine import trainer_defaults
-from helpers import BASE_CONFIG, TINY_MODEL_OPTS, load_script, register_toy_dataset, save_tiny_weights, tiny_cfg
+from helpers import BASE_CONFIG, TINY_MODEL_OPTS, load_script, one_line_error, register_toy_dataset, save_tiny_weights, tiny_cfg
 
 
 demo = load_script("demo.py")
@@ -35,24 +35,16 @@ def run_demo(image, tmp_path, *opts):
     return demo.main(argv)
 
 
-def exit_message(run):
-    with pytest.raises(SystemExit) as exit_info:
-        run()
-    message = str(exit_info.value.code)
-    assert "\n" not in message
-    return message
-
-
 def test_demo_refuses_a_checkpoint_of_other_classes(image, tmp_path):
     seven = save_tiny_weights(tmp_path / "seven.pth", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 7)
-    message = exit_message(lambda: run_demo(image, tmp_path, "MODEL.WEIGHTS", seven))
+    message = one_line_error(lambda: run_demo(image, tmp_path, "MODEL.WEIGHTS", seven))
     assert message.startswith("demo.py: error: MODEL.WEIGHTS does not fit this model")
     assert "sem_seg_head.fused_predictor.1.weight (7, " in message
     assert not (tmp_path / "out" / "frame_pred.png").exists()
 
 
 def test_demo_without_weights_says_none_were_given(image, tmp_path):
-    message = exit_message(lambda: run_demo(image, tmp_path))
+    message = one_line_error(lambda: run_demo(image, tmp_path))
     assert message == (
         "demo.py: error: No weights were given (MODEL.WEIGHTS is empty): set MODEL.WEIGHTS to a "
         "trained checkpoint, a file or URL, to evaluate or predict"
@@ -82,10 +74,10 @@ def test_cuda_without_gpu_is_one_line_before_the_model_is_built(image, tmp_path,
     monkeypatch.setattr("danet.engine.inference.build_model", build_model_is_heavy)
     weights = save_tiny_weights(tmp_path / "tiny.pth")
     expected = "MODEL.DEVICE is 'cuda' but no CUDA device is available: add `MODEL.DEVICE cpu` to the command line."
-    message = exit_message(lambda: run_demo(image, tmp_path, "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cuda"))
+    message = one_line_error(lambda: run_demo(image, tmp_path, "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cuda"))
     assert message == f"demo.py: error: {expected}"
     argv = ["--config-file", BASE_CONFIG, "--size", "32", "32", *TINY_MODEL_OPTS, "MODEL.DEVICE", "cuda"]
-    assert exit_message(lambda: analyze_model.main(argv)) == f"analyze_model.py: error: {expected}"
+    assert one_line_error(lambda: analyze_model.main(argv)) == f"analyze_model.py: error: {expected}"
 
 
 def test_eval_only_with_a_backbone_only_checkpoint_names_the_head_weights(tmp_path):
@@ -98,7 +90,7 @@ def test_eval_only_with_a_backbone_only_checkpoint_names_the_head_weights(tmp_pa
          "MODEL.WEIGHTS", str(tmp_path / "backbone.pth"), "DATASETS.TEST", "('toy_backbone_only',)",
          "OUTPUT_DIR", str(tmp_path / "output")]
     )  # fmt: skip
-    message = exit_message(lambda: train_net.main(args))
+    message = one_line_error(lambda: train_net.main(args))
     assert message.startswith(
         "train_net.py: error: MODEL.WEIGHTS lacks weights of this model (not in the checkpoint: "
         "sem_seg_head.position_branch.0.weight (+"
