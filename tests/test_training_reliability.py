@@ -33,8 +33,6 @@ def train_in_process(datasets, output_dir, *opts, flags=()):
     return train_net_module.main(args)
 
 
-
-
 def copy_of_datasets(toy_cityscapes, tmp_path):
     """A copy of the toy datasets, its splits registered here: {"root", "datasets", "train", "val"}."""
     datasets = tmp_path / "datasets"
