@@ -1,29 +1,33 @@
 #!/usr/bin/env python
-"""What each memory saving buys: the bytes autograd keeps for the backward of
-one training forward, for this project's DANet with no saving, each checkpointed
-part alone and every saving (MODEL.DANET.MEMORY_SAVING True), and for
-mmsegmentation's DANet (the models of bench_peers.py).
+"""What each memory saving buys and costs: the bytes autograd keeps for the
+backward of one training forward, for this project's DANet with no saving, each
+checkpointed part alone, MODEL.DANET.MEMORY_SAVING True and every part, and for
+mmsegmentation's DANet (the models of bench_peers.py); and the seconds of each
+part's forward in training, which is what its recompute adds to a step.
 
     python benchmarks/bench_saved_activations.py --depth 50 --size 256x512 --batch 2
 
-Counted by torch.autograd.graph.saved_tensors_hooks (each storage once,
-parameters excluded): exact, and unaffected by the allocator or by other jobs
-on the machine. Every activation is proportional to the pixels, so the bytes at
-512x1024 are 4x those at 256x512. Peak memory adds to this the gradients, the
-optimizer state and the transient tensors of the backward (bench_peers.py
-measures it).
+Bytes are counted by torch.autograd.graph.saved_tensors_hooks (each storage
+once, parameters excluded): exact, and unaffected by the allocator or by other
+jobs on the machine. Every activation is proportional to the pixels, so the
+bytes at 512x1024 are 4x those at 256x512. Peak memory adds to this the
+gradients, the optimizer state and the transient tensors of the backward
+(bench_peers.py measures it). Seconds are wall time, the median over --iters
+training steps after one warm-up step: run them on an idle machine.
 """
 import argparse
+import collections
 import json
 import os
 import sys
+import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_peers import Mmseg, Ours, parse_sizes  # noqa: E402
 from benchmarks.memory import saved_activation_bytes  # noqa: E402
-from danet.modeling.memory_saving import CHECKPOINT_PARTS  # noqa: E402
+from danet.modeling.memory_saving import CHECKPOINT_PARTS, SWITCH_PARTS, part_module  # noqa: E402
 
 
 def main():
@@ -31,6 +35,7 @@ def main():
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--size", default="256x512", type=lambda s: parse_sizes(s)[0], help="HxW")
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=3, help="timed training steps (median)")
     parser.add_argument("--reference-dir", default=os.path.join(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))), ".reference"))  # fmt: skip
     parser.add_argument("--output", default="output/bench_saved_activations.json")
@@ -39,26 +44,73 @@ def main():
     torch.manual_seed(0)
     images = [torch.randint(0, 256, (3, *args.size), dtype=torch.uint8) for _ in range(args.batch)]
     labels = [torch.randint(0, 19, args.size) for _ in range(args.batch)]
-    choices = [("none", [])] + [(part, [part]) for part in CHECKPOINT_PARTS] + [("MEMORY_SAVING True", None)]
-    results = {}
+    choices = [("none", [])] + [(part, [part]) for part in CHECKPOINT_PARTS]
+    choices += [("MEMORY_SAVING True", list(SWITCH_PARTS)), ("every part", list(CHECKPOINT_PARTS))]
+    saved = {}
     for name, parts in choices:
-        runner = Ours(args.depth, parts is None, "cpu", checkpoint=parts or [])
-        results[f"ours, checkpoint {name}"] = measure(runner, images, labels)
+        saved[name] = saved_gb(Ours(args.depth, False, "cpu", checkpoint=parts), images, labels)
     if os.path.isdir(os.path.join(args.reference_dir, "mmseg")):
-        results["mmseg"] = measure(Mmseg(args.depth, args.size, "cpu", args.reference_dir), images, labels)
+        saved["mmseg"] = saved_gb(Mmseg(args.depth, args.size, "cpu", args.reference_dir), images, labels)
+    step_seconds, part_seconds = forward_seconds(Ours(args.depth, False, "cpu"), images, labels, args.iters)
+    part_seconds["MEMORY_SAVING True"] = sum(part_seconds[part] for part in SWITCH_PARTS)
+    part_seconds["every part"] = sum(part_seconds[part] for part in CHECKPOINT_PARTS)
+
     h, w = args.size
-    print(f"R{args.depth}, {h}x{w}, batch {args.batch}: GB kept for the backward")
-    for name, gb in results.items():
-        print(f"{name:>40} {gb:8.3f}")
+    print(f"R{args.depth}, {h}x{w}, batch {args.batch}; a training step without savings: {step_seconds:.2f} s")
+    print(f"{'checkpointed':>20} {'GB kept':>8} {'GB saved':>9} {'recompute s':>12} {'of a step':>10}")
+    for name, gb in saved.items():
+        row = f"{name:>20} {gb:8.3f}"
+        if name in part_seconds:
+            seconds = part_seconds[name]
+            row += f" {saved['none'] - gb:9.3f} {seconds:12.3f} {seconds / step_seconds:9.1%}"
+        print(row)
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({"settings": {**vars(args), "size": f"{h}x{w}"}, "saved_gb": results}, f, indent=2)
+        json.dump({"settings": {**vars(args), "size": f"{h}x{w}"}, "saved_gb": saved,
+                   "step_seconds": step_seconds, "recompute_seconds": part_seconds}, f, indent=2)  # fmt: skip
 
 
-def measure(runner, images, labels):
+def saved_gb(runner, images, labels):
     inputs = runner.inputs(images, labels)
     runner.model.train()
     return saved_activation_bytes(runner.model, lambda: runner.train_loss(inputs)) / 2**30
+
+
+def forward_seconds(runner, images, labels, iters):
+    """The median training step without savings, and the median seconds of
+    each checkpointable part's forward within it."""
+    model, inputs = runner.model, runner.inputs(images, labels)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    seconds = collections.defaultdict(list)
+
+    def timed(name, function):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            output = function(*args, **kwargs)
+            seconds[name].append(time.perf_counter() - start)
+            return output
+
+        return run
+
+    for part in CHECKPOINT_PARTS:
+        if part == "losses":
+            model.sem_seg_head.losses = timed(part, model.sem_seg_head.losses)
+        else:
+            module = part_module(model, part)
+            module.forward = timed(part, module.forward)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        runner.train_loss(inputs).backward()
+        optimizer.step()
+
+    timed("step", step)()  # warm-up
+    seconds.clear()
+    for _ in range(iters):
+        timed("step", step)()
+    median = {name: sorted(values)[len(values) // 2] for name, values in seconds.items()}
+    return median.pop("step"), median
 
 
 if __name__ == "__main__":

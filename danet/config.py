@@ -51,9 +51,10 @@ def add_danet_config(cfg):
     # mmsegmentation's 769x769 configs and the DANet authors use True.
     cfg.MODEL.DANET.ALIGN_CORNERS = False
     # Memory-lean training (danet/modeling/memory_saving.py; README "Memory-saving training").
-    # True turns on every saving. MEMORY_SAVING_CHECKPOINT picks the parts recomputed
-    # in the backward instead: any of "stem", "res2" .. "res5" (each block on its own),
-    # "position_branch", "channel_branch", "losses" (each term's resize to the labels).
+    # True recomputes in the backward the backbone and the losses, the parts that pay most.
+    # MEMORY_SAVING_CHECKPOINT adds parts, or picks them with MEMORY_SAVING False: any of
+    # "stem", "res2" .. "res5" (each block on its own), "position_branch",
+    # "channel_branch", "losses" (each term's resize to the labels).
     cfg.MODEL.DANET.MEMORY_SAVING = False
     cfg.MODEL.DANET.MEMORY_SAVING_CHECKPOINT = []
 

@@ -13,6 +13,7 @@ from helpers import tiny_cfg
 from benchmarks.memory import saved_activation_bytes
 from danet.errors import InputError
 from danet.modeling import apply_memory_saving, memory_saving
+from danet.modeling.memory_saving import HEAD_PARTS
 from test_training_reliability import last_metrics, train_net
 
 SIZE = 48
@@ -20,7 +21,7 @@ SIZE = 48
 
 def build_pair(*opts):
     """The tiny DANet (with its aux head) twice with the same weights: without
-    and with every saving."""
+    and with every part checkpointed (MEMORY_SAVING True and the head branches)."""
     cfg = tiny_cfg("MODEL.DANET.AUX.ENABLED", "True", "MODEL.DANET.DROPOUT", "0.0", *opts)
     torch.manual_seed(0)
     plain = build_model(cfg)
@@ -30,6 +31,7 @@ def build_pair(*opts):
             module.gamma.data.fill_(0.5)
     saving_cfg = cfg.clone()
     saving_cfg.MODEL.DANET.MEMORY_SAVING = True
+    saving_cfg.MODEL.DANET.MEMORY_SAVING_CHECKPOINT = list(HEAD_PARTS)
     return plain, apply_memory_saving(copy.deepcopy(plain), saving_cfg)
 
 
@@ -97,10 +99,12 @@ def test_checkpointing_keeps_far_less_for_the_backward():
 
 
 def test_parts_are_selectable_and_checked():
-    plain, _ = build_pair()
+    plain, every_part = build_pair()
     res5_only = tiny_cfg("MODEL.DANET.MEMORY_SAVING_CHECKPOINT", '["res5"]')
     partial = apply_memory_saving(copy.deepcopy(plain), res5_only)
-    assert saved_bytes(build_pair()[1]) < saved_bytes(partial) < saved_bytes(plain)
+    switch = apply_memory_saving(copy.deepcopy(plain), tiny_cfg("MODEL.DANET.MEMORY_SAVING", "True"))
+    # The switch alone leaves the head branches out; MEMORY_SAVING_CHECKPOINT adds them.
+    assert saved_bytes(every_part) < saved_bytes(switch) < saved_bytes(partial) < saved_bytes(plain)
     with pytest.raises(InputError, match=r"MEMORY_SAVING_CHECKPOINT: unknown part\(s\) \['res6'\]"):
         apply_memory_saving(plain, tiny_cfg("MODEL.DANET.MEMORY_SAVING_CHECKPOINT", '["res6"]'))
 
@@ -140,8 +144,9 @@ def test_two_cpu_processes_train_with_savings_like_without(toy_cityscapes, tmp_p
     states = {}
     for saving in ("False", "True"):
         output_dir = tmp_path / saving
+        every_part = ["MODEL.DANET.MEMORY_SAVING_CHECKPOINT", str(list(HEAD_PARTS)) if saving == "True" else "[]"]
         run = train_net(toy_cityscapes["datasets"], output_dir, *opts, "MODEL.DANET.MEMORY_SAVING", saving,
-                        flags=flags)  # fmt: skip
+                        *every_part, flags=flags)  # fmt: skip
         assert run.returncode == 0, run.stderr[-3000:]
         assert last_metrics(output_dir)["iteration"] == 2
         states[saving] = torch.load(output_dir / "model_final.pth", weights_only=False)["model"]

@@ -25,6 +25,11 @@ from ..errors import InputError
 BACKBONE_PARTS = ("stem", "res2", "res3", "res4", "res5")
 HEAD_PARTS = ("position_branch", "channel_branch")
 CHECKPOINT_PARTS = BACKBONE_PARTS + HEAD_PARTS + ("losses",)
+# What MODEL.DANET.MEMORY_SAVING True recomputes: the parts that free the most
+# memory per second of recompute (benchmarks/bench_saved_activations.py). Each
+# head branch keeps 0.22 GB at 512x1024, batch 2, but its 3x3 convolution from
+# 2048 channels makes its recompute cost as much as res5's, which frees 0.88 GB.
+SWITCH_PARTS = BACKBONE_PARTS + ("losses",)
 
 
 @contextlib.contextmanager
@@ -79,17 +84,26 @@ def checkpoint_losses(head):
 
 
 def checkpointed_parts(cfg):
-    """The parts named by MODEL.DANET.MEMORY_SAVING_CHECKPOINT, or all of them
+    """The parts named by MODEL.DANET.MEMORY_SAVING_CHECKPOINT, and SWITCH_PARTS
     when MODEL.DANET.MEMORY_SAVING is on."""
     danet = cfg.MODEL.DANET
-    if danet.MEMORY_SAVING:
-        return list(CHECKPOINT_PARTS)
     unknown = [part for part in danet.MEMORY_SAVING_CHECKPOINT if part not in CHECKPOINT_PARTS]
     if unknown:
         raise InputError(
             f"MODEL.DANET.MEMORY_SAVING_CHECKPOINT: unknown part(s) {unknown}; choose from {list(CHECKPOINT_PARTS)}"
         )
-    return list(danet.MEMORY_SAVING_CHECKPOINT)
+    chosen = set(danet.MEMORY_SAVING_CHECKPOINT) | set(SWITCH_PARTS if danet.MEMORY_SAVING else ())
+    return [part for part in CHECKPOINT_PARTS if part in chosen]
+
+
+def part_module(model, part):
+    """The module of a SemanticSegmentor that checkpoint part ``part`` (not
+    "losses") recomputes."""
+    owner = model.backbone if part in BACKBONE_PARTS else model.sem_seg_head
+    module = getattr(owner, part, None)
+    if module is None:
+        raise InputError(f"MODEL.DANET.MEMORY_SAVING_CHECKPOINT: the model has no {part!r} to checkpoint")
+    return module
 
 
 def apply_memory_saving(model, cfg):
@@ -100,10 +114,7 @@ def apply_memory_saving(model, cfg):
         if part == "losses":
             checkpoint_losses(model.sem_seg_head)
             continue
-        owner = model.backbone if part in BACKBONE_PARTS else model.sem_seg_head
-        module = getattr(owner, part, None)
-        if module is None:
-            raise InputError(f"MODEL.DANET.MEMORY_SAVING_CHECKPOINT: the model has no {part!r} to checkpoint")
+        module = part_module(model, part)
         # Each block of a stage on its own: the backward then holds one block's activations at a time.
         for unit in module if part in BACKBONE_PARTS[1:] else [module]:
             checkpoint_module(unit)
