@@ -17,6 +17,7 @@ training steps after one warm-up step: run them on an idle machine.
 """
 import argparse
 import collections
+import gc
 import json
 import os
 import sys
@@ -49,6 +50,7 @@ def main():
     saved = {}
     for name, parts in choices:
         saved[name] = saved_gb(Ours(args.depth, False, "cpu", checkpoint=parts), images, labels)
+        gc.collect()  # a checkpointed forward closes over its module: free each model before the next
     if os.path.isdir(os.path.join(args.reference_dir, "mmseg")):
         saved["mmseg"] = saved_gb(Mmseg(args.depth, args.size, "cpu", args.reference_dir), images, labels)
     step_seconds, part_seconds = forward_seconds(Ours(args.depth, False, "cpu"), images, labels, args.iters)

@@ -37,7 +37,9 @@ def saved_activation_bytes(model, step):
         if storage.data_ptr() not in storages:
             storages.add(storage.data_ptr())
             total += storage.nbytes()
-        return tensor
+        # Not ``tensor`` itself: a saved output holding its own grad_fn is a
+        # reference cycle in C++ that would keep the whole graph alive.
+        return tensor.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         step()
