@@ -3,16 +3,18 @@
 DANet built from its own config: training step and inference, time and peak
 memory, the same inputs, one fresh process per case.
 
-    python benchmarks/bench_peers.py                                # every case (hours on a CPU)
+    python benchmarks/bench_peers.py      # every case: 26 min on 2 CPU cores
     python benchmarks/bench_peers.py --depths 50 --train-sizes 512x1024 --infer-sizes ""
+    python benchmarks/bench_peers.py --train-sizes 512x1024 --infer-sizes "" --rounds 3
 
 Cases: for each depth (R50, R101), a training step (forward, backward, SGD
 step) at each --train-sizes crop with --batch images, and inference on one
 image of each --infer-sizes. Models have random weights and BN (one process,
 no SyncBN). Ours is configs/base.yaml shaped like mmseg's DANet (ResNetV1c's
 32-32-64 deep stem, the FCN auxiliary head on res4 with weight 0.4): "ours"
-without savings, "ours_saving" with MODEL.DANET.MEMORY_SAVING True (inference
-is the same model, so only "ours" runs it). mmseg's is
+without savings, "ours_saving" with MODEL.DANET.MEMORY_SAVING True and, with
+--impls, "ours_every_part" with every checkpointable part (inference is the
+same model, so only "ours" runs it). mmseg's is
 configs/danet/danet_r{depth}-d8_4xb2-40k_cityscapes-{size}.py from its wheel,
 imported from --reference-dir (``make reference``) with
 tests/reference/mmcv_ops.py standing in for mmcv's compiled ops; its whole-image
@@ -22,11 +24,14 @@ Time is the median of --iters timed steps after --warmup steps. Peak memory on
 CPU is the process's peak RSS (VmHWM) minus its RSS once model and inputs
 exist: activations, gradients and optimizer state, not the weights; on CUDA,
 torch.cuda.max_memory_allocated minus the memory allocated then. Prints a
-table with the ratios to mmseg and writes JSON (--output).
+table with the ratios to mmseg (with --rounds, the median over rounds of the
+ratio within a round: on a shared machine one step can vary by 30% from one
+spell to the next) and writes JSON (--output).
 """
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -36,8 +41,11 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from benchmarks.memory import peak_rss_bytes, rss_bytes  # noqa: E402
+from danet.modeling.memory_saving import CHECKPOINT_PARTS  # noqa: E402
 
 IMPLS = ("ours", "ours_saving", "mmseg")
+# Not run by default: every checkpointable part, the head branches too (MEMORY_SAVING_CHECKPOINT).
+EVERY_PART = "ours_every_part"
 # configs/base.yaml with the architecture of mmseg's DANet (its Base-DANet config's model keys).
 OURS_AS_MMSEG = [
     "MODEL.RESNETS.STEM_OUT_CHANNELS", "64",
@@ -141,7 +149,8 @@ def measure(args, impl, depth, mode, size):
     if impl == "mmseg":
         runner = Mmseg(depth, size, args.device, args.reference_dir)
     else:
-        runner = Ours(depth, impl == "ours_saving", args.device)
+        every_part = CHECKPOINT_PARTS if impl == EVERY_PART else ()
+        runner = Ours(depth, impl == "ours_saving", args.device, checkpoint=every_part)
     batch = args.batch if mode == "train" else 1
     images = [torch.randint(0, 256, (3, *size), dtype=torch.uint8) for _ in range(batch)]
     labels = [torch.randint(0, 19, size) for _ in range(batch)]
@@ -163,6 +172,7 @@ def measure(args, impl, depth, mode, size):
         with torch.no_grad():
             runner.infer(inputs)
 
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     if mode == "train":
         model.train()
         seconds = median_time(train_step, args.warmup, args.iters, device)
@@ -170,7 +180,10 @@ def measure(args, impl, depth, mode, size):
         model.eval()
         seconds = median_time(inference_step, args.warmup, args.iters, device)
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else peak_rss_bytes()
-    return {"seconds": seconds, "peak_gb": (peak - base) / 2**30}
+    # Pages the process touched for the first time: on CPU, glibc gives every freed
+    # tensor above 32 MB back to the system, so a recompute faults its pages in again.
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (args.warmup + args.iters)
+    return {"seconds": seconds, "peak_gb": (peak - base) / 2**30, "page_faults_per_step": faults}
 
 
 def cases(args):
@@ -178,7 +191,7 @@ def cases(args):
         for mode, sizes in (("train", args.train_sizes), ("inference", args.infer_sizes)):
             for size in sizes:
                 for impl in args.impls:
-                    if not (mode == "inference" and impl == "ours_saving"):
+                    if not (mode == "inference" and impl.startswith("ours_")):
                         yield impl, depth, mode, size
 
 
@@ -193,36 +206,44 @@ def main():
     parser.add_argument("--train-sizes", default="512x1024,769x769", type=parse_sizes, help="HxW,...")
     parser.add_argument("--infer-sizes", default="1024x2048", type=parse_sizes, help="HxW,...")
     parser.add_argument("--batch", type=int, default=2, help="training images per step")
-    parser.add_argument("--impls", default=",".join(IMPLS), type=lambda s: s.split(","))
+    parser.add_argument("--impls", default=",".join(IMPLS), type=lambda s: s.split(","),
+                        help=f"any of {', '.join(IMPLS + (EVERY_PART,))}")
     parser.add_argument("--iters", type=int, default=1, help="timed steps (median)")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every case this many times, one round after another, so that a slow\n"
+                             "spell of the machine falls on all implementations alike")  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reference-dir", default=os.path.join(REPO, ".reference"),
                         help="where `make reference` installed mmsegmentation")  # fmt: skip
     parser.add_argument("--output", default="output/bench_peers.json")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    unknown = set(args.impls) - set(IMPLS + (EVERY_PART,))
+    if unknown:
+        parser.error(f"--impls: unknown {sorted(unknown)}; choose from {', '.join(IMPLS + (EVERY_PART,))}")
     if args.case:
         impl, depth, mode, size = json.loads(args.case)
         print(json.dumps(measure(args, impl, depth, mode, tuple(size))))
         return
 
     print(f"{args.device}, batch {args.batch} in training, 1 image in inference")
-    print(f"{'model':>6} {'mode':>9} {'size':>9} {'impl':>11} {'seconds':>8} {'peak GB':>8} {'load':>5}")
+    print(f"{'model':>6} {'mode':>9} {'size':>9} {'impl':>15} {'seconds':>8} {'peak GB':>8} "
+          f"{'faults/step':>11} {'load':>5}")  # fmt: skip
     results = []
-    for impl, depth, mode, size in cases(args):
+    for round_index, (impl, depth, mode, size) in ((r, case) for r in range(args.rounds) for case in cases(args)):
         case = json.dumps([impl, depth, mode, size])
         done = subprocess.run([sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--case", case],
                               capture_output=True, text=True)  # fmt: skip
         result = {"impl": impl, "depth": depth, "mode": mode, "size": "x".join(map(str, size)),
-                  "load_average": float(load_average())}  # fmt: skip
+                  "round": round_index, "load_average": float(load_average())}  # fmt: skip
         if done.returncode:
             result["error"] = (done.stderr.strip().splitlines() or ["killed"])[-1]
-            print(f"R{depth:<5} {mode:>9} {result['size']:>9} {impl:>11} failed: {result['error']}")
+            print(f"R{depth:<5} {mode:>9} {result['size']:>9} {impl:>15} failed: {result['error']}")
         else:
             result.update(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(f"R{depth:<5} {mode:>9} {result['size']:>9} {impl:>11} {result['seconds']:8.2f} "
-                  f"{result['peak_gb']:8.2f} {result['load_average']:5.1f}")  # fmt: skip
+            print(f"R{depth:<5} {mode:>9} {result['size']:>9} {impl:>15} {result['seconds']:8.2f} "
+                  f"{result['peak_gb']:8.2f} {result['page_faults_per_step']:11.3g} {result['load_average']:5.1f}")  # fmt: skip
         results.append(result)
         write(args, results)
     print_ratios(results)
@@ -230,13 +251,20 @@ def main():
 
 
 def print_ratios(results):
-    """Each of ours against mmseg in the same case."""
-    by_case = {(r["depth"], r["mode"], r["size"], r["impl"]): r for r in results if "error" not in r}
-    for (depth, mode, size, impl), result in by_case.items():
-        peer = by_case.get((depth, mode, size, "mmseg"))
+    """Each of ours against mmseg in the same case: the median over rounds of
+    the ratio within a round."""
+    by_case = {(r["depth"], r["mode"], r["size"], r["impl"], r["round"]): r for r in results if "error" not in r}
+    ratios = {}
+    for (depth, mode, size, impl, round_index), result in by_case.items():
+        peer = by_case.get((depth, mode, size, "mmseg", round_index))
         if impl != "mmseg" and peer:
-            print(f"R{depth} {mode} {size} {impl} / mmseg: time {result['seconds'] / peer['seconds']:.2f}x, "
-                  f"peak memory {result['peak_gb'] / peer['peak_gb']:.2f}x")  # fmt: skip
+            ratio = (result["seconds"] / peer["seconds"], result["peak_gb"] / peer["peak_gb"])
+            ratios.setdefault((depth, mode, size, impl), []).append(ratio)
+    for (depth, mode, size, impl), values in ratios.items():
+        times, memories = sorted(t for t, _ in values), sorted(m for _, m in values)
+        rounds = ", ".join(f"{t:.2f}" for t, _ in values)
+        print(f"R{depth} {mode} {size} {impl} / mmseg: time {times[len(times) // 2]:.2f}x (rounds: {rounds}), "
+              f"peak memory {memories[len(memories) // 2]:.2f}x")  # fmt: skip
 
 
 def write(args, results):
