@@ -16,12 +16,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.memory import peak_rss_bytes, rss_bytes  # noqa: E402
+from benchmarks.memory import median_time, memory_baseline, peak_bytes_above  # noqa: E402
 
 
 def build_model(args, impl):
@@ -42,11 +41,6 @@ def build_model(args, impl):
     return build(cfg)
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def measure(args, impl):
     """Run in a fresh process: train and inference timings, peak memory."""
     device = torch.device(args.device)
@@ -60,11 +54,7 @@ def measure(args, impl):
         for _ in range(args.batch)
     ]
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = rss_bytes()
+    base = memory_baseline(device)
 
     def train_step():
         losses = model(inputs)
@@ -77,26 +67,11 @@ def measure(args, impl):
             model(inputs)
 
     model.train()
-    train_s = median_time(train_step, args, device)
+    train_s = median_time(train_step, args.warmup, args.iters, device)
     model.eval()
-    inference_s = median_time(inference_step, args, device) / args.batch
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = peak_rss_bytes() - base
+    inference_s = median_time(inference_step, args.warmup, args.iters, device) / args.batch
+    peak = peak_bytes_above(base, device)
     return {"train_s_per_iter": train_s, "inference_s_per_image": inference_s, "peak_mb": peak / 2**20}
-
-
-def median_time(step, args, device):
-    times = []
-    for i in range(args.warmup + args.iters):
-        synchronize(device)
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def main():

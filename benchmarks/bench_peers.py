@@ -34,13 +34,12 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from benchmarks.memory import peak_rss_bytes, rss_bytes  # noqa: E402
+from benchmarks.memory import median_time, memory_baseline, peak_bytes_above  # noqa: E402
 from danet.modeling.memory_saving import CHECKPOINT_PARTS  # noqa: E402
 
 IMPLS = ("ours", "ours_saving", "mmseg")
@@ -125,21 +124,16 @@ class Mmseg:
         return self.model.predict(*inputs)
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def training_step(runner, inputs):
+    """One SGD step (momentum, so its state counts in the peak) on ``inputs``."""
+    optimizer = torch.optim.SGD(runner.model.parameters(), lr=1e-4, momentum=0.9)
 
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        runner.train_loss(inputs).backward()
+        optimizer.step()
 
-def median_time(step, warmup, iters, device):
-    times = []
-    for i in range(warmup + iters):
-        synchronize(device)
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return step
 
 
 def measure(args, impl, depth, mode, size):
@@ -156,17 +150,8 @@ def measure(args, impl, depth, mode, size):
     labels = [torch.randint(0, 19, size) for _ in range(batch)]
     inputs = runner.inputs(images, labels)
     model = runner.model
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = rss_bytes()
-
-    def train_step():
-        optimizer.zero_grad(set_to_none=True)
-        runner.train_loss(inputs).backward()
-        optimizer.step()
+    train_step = training_step(runner, inputs)
+    base = memory_baseline(device)
 
     def inference_step():
         with torch.no_grad():
@@ -179,11 +164,10 @@ def measure(args, impl, depth, mode, size):
     else:
         model.eval()
         seconds = median_time(inference_step, args.warmup, args.iters, device)
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else peak_rss_bytes()
     # Pages the process touched for the first time: on CPU, glibc gives every freed
     # tensor above 32 MB back to the system, so a recompute faults its pages in again.
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (args.warmup + args.iters)
-    return {"seconds": seconds, "peak_gb": (peak - base) / 2**30, "page_faults_per_step": faults}
+    return {"seconds": seconds, "peak_gb": peak_bytes_above(base, device) / 2**30, "page_faults_per_step": faults}
 
 
 def cases(args):

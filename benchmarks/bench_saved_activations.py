@@ -26,8 +26,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.bench_peers import Mmseg, Ours, parse_sizes  # noqa: E402
-from benchmarks.memory import saved_activation_bytes  # noqa: E402
+from benchmarks.bench_peers import Mmseg, Ours, parse_sizes, training_step  # noqa: E402
+from benchmarks.memory import median_time, saved_activation_bytes  # noqa: E402
 from danet.modeling.memory_saving import CHECKPOINT_PARTS, SWITCH_PARTS, part_module  # noqa: E402
 
 
@@ -81,9 +81,8 @@ def saved_gb(runner, images, labels):
 def forward_seconds(runner, images, labels, iters):
     """The median training step without savings, and the median seconds of
     each checkpointable part's forward within it."""
-    model, inputs = runner.model, runner.inputs(images, labels)
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    runner.model.train()
+    step = training_step(runner, runner.inputs(images, labels))
     seconds = collections.defaultdict(list)
 
     def timed(name, function):
@@ -97,22 +96,14 @@ def forward_seconds(runner, images, labels, iters):
 
     for part in CHECKPOINT_PARTS:
         if part == "losses":
-            model.sem_seg_head.losses = timed(part, model.sem_seg_head.losses)
+            runner.model.sem_seg_head.losses = timed(part, runner.model.sem_seg_head.losses)
         else:
-            module = part_module(model, part)
+            module = part_module(runner.model, part)
             module.forward = timed(part, module.forward)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        runner.train_loss(inputs).backward()
-        optimizer.step()
-
-    timed("step", step)()  # warm-up
+    step()  # warm-up
     seconds.clear()
-    for _ in range(iters):
-        timed("step", step)()
-    median = {name: sorted(values)[len(values) // 2] for name, values in seconds.items()}
-    return median.pop("step"), median
+    step_seconds = median_time(step, 0, iters, torch.device("cpu"))
+    return step_seconds, {name: sorted(values)[len(values) // 2] for name, values in seconds.items()}
 
 
 if __name__ == "__main__":

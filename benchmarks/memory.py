@@ -1,4 +1,5 @@
-"""Memory of this process on CPU, read from /proc/self/status.
+"""Measuring a benchmark step: memory of this process on CPU, read from
+/proc/self/status, or CUDA's allocator statistics; the median time of a step.
 
 The peak is VmHWM, the high-water mark of this process's own address space:
 unlike ``ru_maxrss``, it never includes the RSS its parent had when it was
@@ -44,3 +45,41 @@ def saved_activation_bytes(model, step):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         step()
     return total
+
+
+def memory_baseline(device):
+    """What the peak is measured from: the RSS now on CPU; on CUDA the memory
+    allocated now, with the peak statistics reset."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    return rss_bytes()
+
+
+def peak_bytes_above(baseline, device):
+    import torch
+
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else peak_rss_bytes()
+    return peak - baseline
+
+
+def median_time(step, warmup, iters, device):
+    """Median seconds of ``iters`` calls of ``step`` after ``warmup`` calls,
+    waiting for the GPU before and after each."""
+    import time
+
+    import torch
+
+    times = []
+    for i in range(warmup + iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
