@@ -325,6 +325,13 @@ def test_test_loader_resizes_as_mmseg_test_resize(build, tmp_path, test_size, si
     np.testing.assert_array_equal(image.permute(1, 2, 0).numpy()[:, :, ::-1], expected)
 
 
+def test_min_size_test_zero_keeps_the_image(tmp_path):
+    rgb = natural_image(np.random.default_rng(7), 45, 61)
+    record = write_sample(tmp_path, "test", rgb, block_label(np.random.default_rng(8), 45, 61))
+    image = build_test_mapper(tiny_cfg("INPUT.MIN_SIZE_TEST", 0, "INPUT.FORMAT", "RGB"))(dict(record))["image"]
+    np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), rgb)
+
+
 class RecordingModel(torch.nn.Module):
     """Stands in for the segmentor: records each view and returns its mean colour as logits."""
 

@@ -75,6 +75,4 @@ def build_test_augmentation(cfg):
     ``INPUT.MAX_SIZE_TEST`` (detectron2's meaning; mmseg's
     ``Resize(scale=(MAX, MIN), keep_ratio=True)``), with OpenCV; none when
     ``MIN_SIZE_TEST`` is 0."""
-    if cfg.INPUT.MIN_SIZE_TEST == 0:
-        return []
     return [Rescale((cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST))]

@@ -86,13 +86,16 @@ class Rescale(T.Augmentation):
     (long, short), as mmseg's ``Resize(scale, keep_ratio=True)`` and, with
     ``scale=(MAX_SIZE_TEST, MIN_SIZE_TEST)``, as detectron2's test-time
     ``ResizeShortestEdge``: the short side becomes ``short`` unless the long
-    side would exceed ``long``."""
+    side would exceed ``long``. A bound of 0 leaves images as they are
+    (detectron2's ``MIN_SIZE_TEST 0``)."""
 
     def __init__(self, scale):
         super().__init__()
         self.scale = tuple(scale)
 
     def get_transform(self, image):
+        if min(self.scale) == 0:
+            return T.NoOpTransform()
         height, width = image.shape[:2]
         return OpenCVResizeTransform(height, width, *rescale_size(height, width, self.scale))
 
