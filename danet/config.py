@@ -91,17 +91,19 @@ def add_danet_config(cfg):
     # ---- Data pipeline (danet.data.build_train_augmentation, build_test_augmentation) ----
     # Training: resize, crop (INPUT.CROP), flip (INPUT.RANDOM_FLIP), photometric
     # distortion, then padding to the crop, in mmsegmentation's order and with its
-    # random draws; images are resized with OpenCV as mmcv does (danet/data/resize.py),
-    # in training, in the test loader (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST) and in TEST.AUG.
+    # random draws. Images are resized with OpenCV as mmcv does (danet/data/resize.py)
+    # by RESIZE_TYPE "scale", the test loader (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST),
+    # demo.py and TEST.AUG.
     # How training images are resized before the crop:
-    # "shortest_edge": detectron2's ResizeShortestEdge to INPUT.MIN_SIZE_TRAIN (the original
-    #                  project's 800..960);
+    # "shortest_edge": detectron2's ResizeShortestEdge (PIL) to INPUT.MIN_SIZE_TRAIN (the
+    #                  original project's 800..960);
     # "scale": mmseg's RandomResize(scale=BASE_SIZE, ratio_range=RANGE, keep_ratio=True):
     #          a ratio r drawn from INPUT.SCALE.RANGE, and the image resized to fit within
     #          BASE_SIZE x r. BASE_SIZE is an int (the long side becomes BASE_SIZE x r, the
     #          DANet authors' scaling) or a pair (long, short) as mmseg's scale, e.g.
     #          (2048, 1024) for Cityscapes, (2048, 512) for ADE20K and VOC. No default:
-    #          set it with "scale".
+    #          set it with "scale". (yacs: an override on the command line keeps the
+    #          form the config file gives it, int or pair.)
     cfg.INPUT.RESIZE_TYPE = "shortest_edge"
     cfg.INPUT.SCALE = CN()
     cfg.INPUT.SCALE.BASE_SIZE = None

@@ -90,6 +90,21 @@ def apply(augmentation, image, sem_seg=None):
     return aug_input.image, aug_input.sem_seg, transform
 
 
+def assert_same_as_mmseg(reference, ours, rgb, label, seeds):
+    """``ours`` (an augmentation of RGB images) and mmseg's ``reference`` (of BGR
+    ones) give the same image, label and generator state for each seed; mmseg's results."""
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    results = []
+    for seed in seeds:
+        expected, expected_state = run_seeded(seed, lambda: reference(mmseg_results(bgr, label)))
+        (image, sem_seg, _), state = run_seeded(seed, apply, ours, rgb, label)
+        assert_same_draws(state, expected_state)
+        np.testing.assert_array_equal(image[:, :, ::-1], expected["img"])
+        np.testing.assert_array_equal(sem_seg, expected["gt_seg_map"])
+        results.append(expected)
+    return results
+
+
 # ---------------------------------------------------------------------------
 # Each transform on its own
 # ---------------------------------------------------------------------------
@@ -119,15 +134,8 @@ def test_photometric_distortion_equals_mmseg(build, image_format):
 def test_random_rescale_equals_mmseg_random_resize(build, scale, size):
     rng = np.random.default_rng(1)
     rgb, label = natural_image(rng, *size), block_label(rng, *size)
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     reference = build({"type": "RandomResize", "scale": scale, "ratio_range": (0.5, 2.0), "keep_ratio": True})
-    ours = RandomRescale(scale, (0.5, 2.0))
-    for seed in range(6):
-        expected, expected_state = run_seeded(seed, lambda: reference(mmseg_results(bgr, label)))
-        (image, sem_seg, _), state = run_seeded(seed, apply, ours, rgb, label)
-        assert_same_draws(state, expected_state)
-        np.testing.assert_array_equal(image[:, :, ::-1], expected["img"])
-        np.testing.assert_array_equal(sem_seg, expected["gt_seg_map"])
+    assert_same_as_mmseg(reference, RandomRescale(scale, (0.5, 2.0)), rgb, label, range(6))
 
 
 def crop_label(rng, size, kind):
@@ -151,32 +159,18 @@ def crop_label(rng, size, kind):
 def test_crop_equals_mmseg_random_crop(build, size, crop_size, cat_max_ratio, kind):
     rng = np.random.default_rng(2)
     rgb, label = natural_image(rng, *size), crop_label(rng, size, kind)
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     reference = build({"type": "RandomCrop", "crop_size": crop_size, "cat_max_ratio": cat_max_ratio})
     ours = RandomCropCategoryRatio(crop_size, cat_max_ratio, ignore_value=255)
-    for seed in range(12):
-        expected, expected_state = run_seeded(seed, lambda: reference(mmseg_results(bgr, label)))
-        (image, sem_seg, _), state = run_seeded(seed, apply, ours, rgb, label)
-        assert_same_draws(state, expected_state)
-        np.testing.assert_array_equal(image[:, :, ::-1], expected["img"])
-        np.testing.assert_array_equal(sem_seg, expected["gt_seg_map"])
-        assert sem_seg.shape == tuple(min(c, s) for c, s in zip(crop_size, size))
+    for expected in assert_same_as_mmseg(reference, ours, rgb, label, range(12)):
+        assert expected["gt_seg_map"].shape == tuple(min(c, s) for c, s in zip(crop_size, size))
 
 
 def test_detectron2_flip_draws_as_mmseg_random_flip(build):
     """detectron2's RandomFlip (reused) flips exactly when mmcv's RandomFlip(prob=0.5) does."""
     rgb = natural_image(np.random.default_rng(3), 9, 14)
     label = block_label(np.random.default_rng(4), 9, 14, block=3)
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     reference = build({"type": "RandomFlip", "prob": 0.5})
-    flips = []
-    for seed in range(16):
-        expected, expected_state = run_seeded(seed, lambda: reference(mmseg_results(bgr, label)))
-        (image, sem_seg, _), state = run_seeded(seed, apply, T.RandomFlip(prob=0.5), rgb, label)
-        assert_same_draws(state, expected_state)
-        np.testing.assert_array_equal(image[:, :, ::-1], expected["img"])
-        np.testing.assert_array_equal(sem_seg, expected["gt_seg_map"])
-        flips.append(expected["flip"])
+    flips = [r["flip"] for r in assert_same_as_mmseg(reference, T.RandomFlip(prob=0.5), rgb, label, range(16))]
     assert 0 < sum(flips) < len(flips)
 
 
@@ -394,6 +388,16 @@ def test_base_size_is_an_int_or_a_long_short_pair(base_size, bounds):
         (
             ["INPUT.SCALE.BASE_SIZE", 96, "INPUT.FORMAT", "L", "INPUT.PHOTOMETRIC_DISTORTION.ENABLED", True],
             "needs INPUT.FORMAT 'RGB' or 'BGR'",
+        ),
+        (
+            ["INPUT.SCALE.BASE_SIZE", 96, "INPUT.PHOTOMETRIC_DISTORTION.ENABLED", True,
+             "INPUT.PHOTOMETRIC_DISTORTION.HUE_DELTA", 0],
+            "INPUT.PHOTOMETRIC_DISTORTION.HUE_DELTA must be an int from 1 to 90",
+        ),
+        (
+            ["INPUT.SCALE.BASE_SIZE", 96, "INPUT.PHOTOMETRIC_DISTORTION.ENABLED", True,
+             "INPUT.PHOTOMETRIC_DISTORTION.CONTRAST_RANGE", (1.5, 0.5)],
+            "INPUT.PHOTOMETRIC_DISTORTION.CONTRAST_RANGE must be",
         ),
     ],
 )

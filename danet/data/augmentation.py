@@ -34,6 +34,16 @@ def build_resize(cfg):
 
 def build_photometric_distortion(cfg):
     distortion = cfg.INPUT.PHOTOMETRIC_DISTORTION
+    key = "INPUT.PHOTOMETRIC_DISTORTION"
+    for name in ("CONTRAST_RANGE", "SATURATION_RANGE"):
+        value = tuple(distortion[name])
+        if len(value) != 2 or not 0 <= value[0] <= value[1]:
+            raise InputError(f"{key}.{name} must be (low, high) with 0 <= low <= high, got {value}")
+    if not distortion.BRIGHTNESS_DELTA >= 0:
+        raise InputError(f"{key}.BRIGHTNESS_DELTA must be >= 0, got {distortion.BRIGHTNESS_DELTA}")
+    if not 1 <= distortion.HUE_DELTA <= 90:
+        # mmseg draws the shift with randint(-HUE_DELTA, HUE_DELTA), which needs 1 or more.
+        raise InputError(f"{key}.HUE_DELTA must be an int from 1 to 90, got {distortion.HUE_DELTA}")
     return PhotoMetricDistortion(
         cfg.INPUT.FORMAT,
         brightness_delta=distortion.BRIGHTNESS_DELTA,
