@@ -88,21 +88,39 @@ def add_danet_config(cfg):
     # of this many images to TensorBoard, tagged attention/<image>.
     cfg.TEST.ATTENTION_PICTURES = 0
 
-    # ---- Training data pipeline (danet.data.build_train_augmentation) ----
+    # ---- Data pipeline (danet.data.build_train_augmentation, build_test_augmentation) ----
+    # Training: resize, crop (INPUT.CROP), flip (INPUT.RANDOM_FLIP), photometric
+    # distortion, then padding to the crop, in mmsegmentation's order and with its
+    # random draws. Images are resized with OpenCV as mmcv does (danet/data/resize.py)
+    # by RESIZE_TYPE "scale", the test loader (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST),
+    # demo.py and TEST.AUG.
     # How training images are resized before the crop:
-    # "shortest_edge": ResizeShortestEdge to INPUT.MIN_SIZE_TRAIN (the original project's 800..960);
-    # "scale": ResizeScale, the DANet authors' scaling, the long side becomes
-    #          INPUT.SCALE.BASE_SIZE times a ratio drawn from INPUT.SCALE.RANGE.
+    # "shortest_edge": detectron2's ResizeShortestEdge (PIL) to INPUT.MIN_SIZE_TRAIN (the
+    #                  original project's 800..960);
+    # "scale": mmseg's RandomResize(scale=BASE_SIZE, ratio_range=RANGE, keep_ratio=True):
+    #          a ratio r drawn from INPUT.SCALE.RANGE, and the image resized to fit within
+    #          BASE_SIZE x r. BASE_SIZE is an int (the long side becomes BASE_SIZE x r, the
+    #          DANet authors' scaling) or a pair (long, short) as mmseg's scale, e.g.
+    #          (2048, 1024) for Cityscapes, (2048, 512) for ADE20K and VOC. No default:
+    #          set it with "scale". (yacs: an override on the command line keeps the
+    #          form the config file gives it, int or pair.)
     cfg.INPUT.RESIZE_TYPE = "shortest_edge"
     cfg.INPUT.SCALE = CN()
-    cfg.INPUT.SCALE.BASE_SIZE = 1024
+    cfg.INPUT.SCALE.BASE_SIZE = None
     cfg.INPUT.SCALE.RANGE = (0.5, 2.0)
-    # Optional photometric jitter: brightness, contrast, saturation factor ranges.
-    cfg.INPUT.COLOR_AUG = CN()
-    cfg.INPUT.COLOR_AUG.ENABLED = False
-    cfg.INPUT.COLOR_AUG.BRIGHTNESS = (0.8, 1.2)
-    cfg.INPUT.COLOR_AUG.CONTRAST = (0.8, 1.2)
-    cfg.INPUT.COLOR_AUG.SATURATION = (0.8, 1.2)
+    # The crop (INPUT.CROP.SINGLE_CATEGORY_MAX_AREA as mmseg's cat_max_ratio) is padded
+    # at the bottom and right to INPUT.CROP.SIZE: the image with MODEL.PIXEL_MEAN (0 after
+    # normalisation, as mmseg's data preprocessor pads), the label with the ignore value.
+    # mmseg's PhotoMetricDistortion: each step with probability 0.5, brightness shifted
+    # by up to +-BRIGHTNESS_DELTA, contrast scaled by a factor in CONTRAST_RANGE (before
+    # or after the HSV steps, at random), saturation by a factor in SATURATION_RANGE,
+    # OpenCV's hue (0..179) shifted by up to +-HUE_DELTA.
+    cfg.INPUT.PHOTOMETRIC_DISTORTION = CN()
+    cfg.INPUT.PHOTOMETRIC_DISTORTION.ENABLED = False
+    cfg.INPUT.PHOTOMETRIC_DISTORTION.BRIGHTNESS_DELTA = 32
+    cfg.INPUT.PHOTOMETRIC_DISTORTION.CONTRAST_RANGE = (0.5, 1.5)
+    cfg.INPUT.PHOTOMETRIC_DISTORTION.SATURATION_RANGE = (0.5, 1.5)
+    cfg.INPUT.PHOTOMETRIC_DISTORTION.HUE_DELTA = 18
     # A training sample that cannot be read or whose label does not fit stops
     # the run naming the file; True skips such samples with a warning and a count.
     cfg.DATALOADER.SKIP_BAD_SAMPLES = False

@@ -140,14 +140,19 @@ def test_mapper_pads_crops_of_small_images_with_the_ignore_label(toy_root):
     sem_seg = sample["sem_seg"].numpy()
     assert (sem_seg[64:] == 255).all() and (sem_seg[:, 128:] == 255).all()
     np.testing.assert_array_equal(sem_seg[:64, :128], np.asarray(Image.open(record["sem_seg_file_name"])))
-    assert (sample["image"][:, 64:].numpy() == 0).all()
+    # The image is padded with the pixel mean (float32), which the model normalises to 0.
+    image = sample["image"].numpy()
+    assert image.dtype == np.float32
+    np.testing.assert_array_equal(image[:, :64, :128], np.asarray(Image.open(record["file_name"])).transpose(2, 0, 1))
+    mean = np.asarray(mapper_cfg().MODEL.PIXEL_MEAN, np.float32)[:, None]
+    assert (image[:, 64:].reshape(3, -1) == mean).all() and (image[:, :, 128:].reshape(3, -1) == mean).all()
 
 
 @pytest.mark.parametrize(
     "overrides",
     [
         {"RESIZE_TYPE": "shortest_edge", "MIN_SIZE_TRAIN": (48, 96), "RANDOM_FLIP": "horizontal"},
-        {"SCALE.RANGE": (0.5, 2.0), "COLOR_AUG.ENABLED": True, "CROP.SINGLE_CATEGORY_MAX_AREA": 0.75},
+        {"SCALE.RANGE": (0.5, 2.0), "PHOTOMETRIC_DISTORTION.ENABLED": True, "CROP.SINGLE_CATEGORY_MAX_AREA": 0.75},
     ],
 )
 def test_mapper_always_yields_the_configured_crop(toy_root, overrides):

@@ -4,6 +4,7 @@ model end in one line instead of predicting with a random head. Training may
 still fine-tune to another number of classes when asked to."""
 import logging
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -52,16 +53,17 @@ def test_demo_without_weights_says_none_were_given(image, tmp_path):
 
 
 def test_demo_predicts_with_complete_weights_as_the_model_does(image, tmp_path):
-    """The predictor feeds the model what detectron2's DefaultPredictor fed it:
-    RGB (INPUT.FORMAT), resized to INPUT.MIN_SIZE_TEST, logits at the image size."""
+    """The predictor feeds the model what the test loader feeds it: RGB
+    (INPUT.FORMAT) uint8, resized to INPUT.MIN_SIZE_TEST with OpenCV as mmcv
+    does; logits at the image size."""
     weights = save_tiny_weights(tmp_path / "tiny.pth")
     assert run_demo(image, tmp_path, "MODEL.WEIGHTS", weights) == 0
     model = build_model(tiny_cfg()).eval()
     model.load_state_dict(torch.load(weights, weights_only=True)["model"])
     rgb = np.array(Image.open(image))
-    resized = np.array(Image.fromarray(rgb).resize((67, 48), Image.BILINEAR))  # short side 40 -> 48
+    resized = cv2.resize(rgb, (67, 48), interpolation=cv2.INTER_LINEAR)  # short side 40 -> 48
     with torch.no_grad():
-        logits = model([{"image": torch.as_tensor(resized).permute(2, 0, 1).float(), "height": 40, "width": 56}])
+        logits = model([{"image": torch.as_tensor(resized).permute(2, 0, 1), "height": 40, "width": 56}])
     expected = logits[0]["sem_seg"].argmax(0).numpy()
     assert (np.array(Image.open(tmp_path / "out" / "frame_pred.png")) == expected).all()
 

@@ -12,7 +12,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..errors import InputError
-from .augmentation import build_train_augmentation
+from .augmentation import build_test_augmentation, build_train_augmentation
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,6 @@ def build_train_mapper(cfg):
 
 
 def build_test_mapper(cfg):
-    """Resize to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST, as detectron2's test
-    mapper; labels are left to the evaluator."""
-    return SemSegDatasetMapper(cfg, is_train=False, augmentations=utils.build_augmentation(cfg, is_train=False))
+    """Resize to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST (detectron2's test sizes,
+    resized with OpenCV as mmseg does); labels are left to the evaluator."""
+    return SemSegDatasetMapper(cfg, is_train=False, augmentations=build_test_augmentation(cfg))

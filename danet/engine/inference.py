@@ -4,12 +4,14 @@ before anything heavy, weights are read by :class:`SafeCheckpointer` (published
 layouts converted; every weight of the model required, so a backbone-only or
 other-class checkpoint never predicts with a random head), and the model is in
 eval mode."""
+import numpy as np
 import torch
 
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 from ..checkpoint import CheckpointError, SafeCheckpointer
+from ..data import build_test_augmentation
 from .defaults import adapt_to_device
 
 
@@ -45,22 +47,24 @@ def build_inference_model(cfg, weights=None, *, resume=False, random_init=False)
 
 class SegmentationPredictor:
     """Logits of one image, as detectron2's DefaultPredictor: the image is
-    converted to ``INPUT.FORMAT`` and resized like the test loader
-    (``INPUT.MIN_SIZE_TEST``, ``MAX_SIZE_TEST``); ``model`` (from
-    :func:`build_inference_model`, maybe wrapped for test-time augmentation)
-    resizes its logits back to the image's size."""
+    converted to ``INPUT.FORMAT``, resized by the test loader's augmentation
+    (``INPUT.MIN_SIZE_TEST``, ``MAX_SIZE_TEST``) and handed to ``model`` as the
+    test loader hands it, a uint8 [3, H, W] tensor, so test-time augmentation
+    treats both alike. ``model`` (from :func:`build_inference_model`, maybe
+    wrapped for test-time augmentation) resizes its logits back to the
+    image's size."""
 
     def __init__(self, cfg, model):
         self.model = model
         self.input_format = cfg.INPUT.FORMAT
-        self.device = cfg.MODEL.DEVICE
-        self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+        self.augmentations = T.AugmentationList(build_test_augmentation(cfg))
 
     @torch.no_grad()
     def __call__(self, rgb_image):
         """[K, H, W] logits of an RGB uint8 image [H, W, 3]."""
         image = rgb_image[:, :, ::-1] if self.input_format == "BGR" else rgb_image
         height, width = image.shape[:2]
-        image = self.resize.get_transform(image).apply_image(image)
-        image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1), device=self.device)
+        aug_input = T.AugInput(np.ascontiguousarray(image))
+        self.augmentations(aug_input)
+        image = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
         return self.model([{"image": image, "height": height, "width": width}])[0]["sem_seg"]

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from detectron2.data import transforms as T
-
+from ..data.resize import Rescale
 from ..errors import InputError, MissingInputError
 from ..modeling.test_time_augmentation import window_starts
 from .exporter import EXPORT_FORMATS, INPUT_NAME, metadata_path
@@ -67,7 +66,7 @@ def segment_image(model, image, window=None, stride=None):
     the image size.
     """
     test_size = model.metadata["test_size"]
-    resize = T.ResizeShortestEdge([test_size["min"]] * 2, test_size["max"])
+    resize = Rescale((test_size["max"], test_size["min"]))  # as build_test_augmentation
     resized = resize.get_transform(image).apply_image(image).transpose(2, 0, 1)
     height, width = resized.shape[1:]
     if window is None:

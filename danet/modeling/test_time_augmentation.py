@@ -12,8 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from detectron2.data import transforms as T
-
+from ..data.resize import rescale_size, resize_image
 from ..errors import InputError
 from .segmentor import resize_logits
 
@@ -124,15 +123,15 @@ class SemanticSegmentorWithTTA(nn.Module):
 
     @staticmethod
     def _resize(image, scale):
-        """Resize a [C, H, W] image like the data pipeline does (PIL bilinear for uint8)."""
+        """A [C, H, W] image resized by ``scale`` as mmseg's test-time
+        ``Resize(scale_factor=scale, keep_ratio=True)``: OpenCV bilinear through
+        the data pipeline's resize (uint8 stays uint8), whichever caller gave it."""
         height, width = image.shape[-2:]
-        new_h, new_w = int(height * scale + 0.5), int(width * scale + 0.5)
-        if (new_h, new_w) == (height, width):
+        size = rescale_size(height, width, rescale_size(height, width, scale))
+        if size == (height, width):
             return image
-        resized = T.ResizeTransform(height, width, new_h, new_w).apply_image(
-            image.permute(1, 2, 0).cpu().numpy()
-        )
-        return torch.tensor(resized).permute(2, 0, 1)
+        resized = resize_image(image.permute(1, 2, 0).cpu().numpy(), size)
+        return torch.from_numpy(resized).permute(2, 0, 1).to(image.device)
 
     def _segment_view(self, image, out_size):
         """Logits [K, *out_size] of one view, whole or window by window."""
