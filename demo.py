@@ -21,18 +21,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from danet.cli import (
-    add_config_arguments,
-    add_image_arguments,
-    add_prediction_arguments,
-    config_from_args,
-    for_each_image,
-    list_inputs,
-    output_folder,
-    parse_args,
-    predict_train_ids,
-    save_prediction,
-)
+from danet import cli
 from danet.data.datasets import class_names_and_colors
 from danet.engine import SegmentationPredictor, build_inference_model
 from danet.errors import InputError, exit_on_input_error
@@ -42,9 +31,9 @@ from danet.visualization import side_by_side
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_config_arguments(parser)
-    add_image_arguments(parser, output_help="folder for <stem>_pred.png and <stem>_vis.png")
-    add_prediction_arguments(parser)
+    cli.add_config_arguments(parser)
+    cli.add_image_arguments(parser, output_help="folder for <stem>_pred.png and <stem>_vis.png")
+    cli.add_prediction_arguments(parser)
     parser.add_argument(
         "--ground-truth",
         action="store_true",
@@ -67,23 +56,23 @@ def cityscapes_ground_truth(image_path):
 
 
 def main(argv=None):
-    args = parse_args(get_parser(), argv)
+    args = cli.parse_args(get_parser(), argv)
     with exit_on_input_error("demo.py"):
-        paths = list_inputs(args.input)
-        output_folder(args.output)
-        cfg = config_from_args(args)
+        paths = cli.list_inputs(args.input)
+        cli.output_folder(args.output)
+        cfg = cli.config_from_args(args)
         names, colors = class_names_and_colors(cfg)
         model = build_test_time_segmentor(cfg, build_inference_model(cfg), augment=cfg.TEST.AUG.ENABLED)
     predictor = SegmentationPredictor(cfg, model)
 
     def segment(path, image):
-        train_ids = predict_train_ids(predictor(image), args.confidence_threshold)
-        stem = save_prediction(args.output, path, image, train_ids, names, colors, args.opacity)
+        train_ids = cli.predict_train_ids(predictor(image), args.confidence_threshold)
+        stem = cli.save_prediction(args.output, path, image, train_ids, names, colors, args.opacity)
         if args.ground_truth:
             gt = cityscapes_ground_truth(os.path.abspath(path))
             Image.fromarray(side_by_side(image, gt, train_ids, colors)).save(stem + "_compare.png")
 
-    return for_each_image(paths, segment, desc="demo")
+    return cli.for_each_image(paths, segment, desc="demo")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from helpers import (
     tiny_cfg,
 )
 
+from danet.cli import predict_train_ids
+
 demo = load_script("demo.py")
 
 
@@ -109,9 +111,9 @@ def test_demo_succeeds_on_good_inputs_with_tta_and_dataset_metadata(inputs, tmp_
 
 def test_predict_train_ids_threshold():
     logits = torch.tensor([[[2.0, 0.0]], [[0.0, 0.1]]])  # two classes, one row of two pixels
-    assert demo.predict_train_ids(logits).tolist() == [[0, 1]]
+    assert predict_train_ids(logits).tolist() == [[0, 1]]
     # softmax: pixel 0 is 88% class 0, pixel 1 52% class 1.
-    assert demo.predict_train_ids(logits, 0.6).tolist() == [[0, 255]]
+    assert predict_train_ids(logits, 0.6).tolist() == [[0, 255]]
 
 
 def test_bad_inputs_end_in_one_line_before_the_model_is_built(inputs, monkeypatch):

@@ -26,7 +26,7 @@ from tabulate import tabulate
 from detectron2.utils.analysis import FlopCountAnalysis
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from danet.cli import add_config_arguments, config_from_args, parse_args  # noqa: E402
+from danet import cli  # noqa: E402
 from danet.engine import build_inference_model  # noqa: E402
 from danet.errors import exit_on_input_error  # noqa: E402
 
@@ -85,17 +85,17 @@ def report(model, height, width):
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, nargs=2, default=(1024, 2048), metavar=("HEIGHT", "WIDTH"))
-    add_config_arguments(parser)
+    cli.add_config_arguments(parser)
     return parser
 
 
 def main(argv=None):
     parser = get_parser()
-    args = parse_args(parser, argv)
+    args = cli.parse_args(parser, argv)
     if min(args.size) <= 0:
         parser.error(f"--size must be two positive ints (height width), got {args.size}")
     with exit_on_input_error("analyze_model.py"):
-        cfg = config_from_args(args)
+        cfg = cli.config_from_args(args)
         # Weights do not change the counts; random init avoids a download.
         model = build_inference_model(cfg, random_init=True)
     with torch.no_grad():

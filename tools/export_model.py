@@ -19,7 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from danet.cli import add_config_arguments, config_from_args, output_folder, parse_args  # noqa: E402
+from danet import cli  # noqa: E402
 from danet.errors import exit_on_input_error  # noqa: E402
 from danet.export import EXPORT_FORMATS, check_exportable, export_model  # noqa: E402
 
@@ -42,17 +42,17 @@ def get_parser():
         help="export randomly initialised weights and ignore MODEL.WEIGHTS: for tests and benchmarks only, "
         "the predictions are meaningless",
     )
-    add_config_arguments(parser)
+    cli.add_config_arguments(parser)
     return parser
 
 
 def main(argv=None):
-    args = parse_args(get_parser(), argv)
+    args = cli.parse_args(get_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_input_error("export_model.py"):
-        cfg = config_from_args(args)
+        cfg = cli.config_from_args(args)
         check_exportable(cfg, args.format, tuple(args.size), args.attention_impl, args.input_dtype)
-        output_folder(args.output)
+        cli.output_folder(args.output)
         path = export_model(
             cfg,
             args.format,

@@ -22,16 +22,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from danet.cli import (  # noqa: E402
-    add_image_arguments,
-    add_prediction_arguments,
-    for_each_image,
-    list_inputs,
-    output_folder,
-    parse_args,
-    predict_train_ids,
-    save_prediction,
-)
+from danet import cli  # noqa: E402
 from danet.errors import InputError, exit_on_input_error  # noqa: E402
 from danet.export import EXPORT_FORMATS, ExportedModel, segment_image  # noqa: E402
 from danet.modeling.test_time_augmentation import check_window  # noqa: E402
@@ -41,10 +32,10 @@ def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, metavar="FILE", help="model.onnx or model.ts (model.json next to it)")
     parser.add_argument("--backend", choices=EXPORT_FORMATS, help="default: the format the model was exported to")
-    add_image_arguments(parser, output_help="folder for <stem>_pred.png and <stem>_vis.png")
+    cli.add_image_arguments(parser, output_help="folder for <stem>_pred.png and <stem>_vis.png")
     parser.add_argument("--window", type=int, nargs=2, metavar=("H", "W"), help="segment in windows of this size")
     parser.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="window stride (default: the window)")
-    add_prediction_arguments(parser)
+    cli.add_prediction_arguments(parser)
     parser.add_argument("--threads", type=int, help="CPU threads (default: the runtime's)")
     return parser
 
@@ -63,20 +54,20 @@ def sliding_window(args, metadata):
 
 
 def main(argv=None):
-    args = parse_args(get_parser(), argv)
+    args = cli.parse_args(get_parser(), argv)
     with exit_on_input_error("segment_exported.py"):
-        paths = list_inputs(args.input)
-        output_folder(args.output)
+        paths = cli.list_inputs(args.input)
+        cli.output_folder(args.output)
         model = ExportedModel(args.model, args.backend, args.threads)
         window, stride = sliding_window(args, model.metadata)
     names = model.metadata["class_names"]
     colors = np.array(model.metadata["class_colors"], dtype=np.uint8)
 
     def segment(path, image):
-        train_ids = predict_train_ids(segment_image(model, image, window, stride), args.confidence_threshold)
-        save_prediction(args.output, path, image, train_ids, names, colors, args.opacity)
+        train_ids = cli.predict_train_ids(segment_image(model, image, window, stride), args.confidence_threshold)
+        cli.save_prediction(args.output, path, image, train_ids, names, colors, args.opacity)
 
-    return for_each_image(paths, segment, desc="segment")
+    return cli.for_each_image(paths, segment, desc="segment")
 
 
 if __name__ == "__main__":

@@ -23,16 +23,7 @@ import sys
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from danet.cli import (  # noqa: E402
-    add_config_arguments,
-    add_image_arguments,
-    config_from_args,
-    for_each_image,
-    list_inputs,
-    output_folder,
-    parse_args,
-    predict_train_ids,
-)
+from danet import cli  # noqa: E402
 from danet.data.datasets import class_names_and_colors  # noqa: E402
 from danet.engine import SegmentationPredictor, build_inference_model  # noqa: E402
 from danet.errors import InputError, exit_on_input_error  # noqa: E402
@@ -41,8 +32,8 @@ from danet.visualization import AttentionRecorder, attention_picture, grid_point
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_config_arguments(parser)
-    add_image_arguments(parser, output_help="folder for <stem>_attention.png")
+    cli.add_config_arguments(parser)
+    cli.add_image_arguments(parser, output_help="folder for <stem>_attention.png")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--points", type=parse_points, help='image points "x,y;x,y" (pixels, 0,0 top left)')
     where.add_argument("--grid", type=parse_grid, default=2, help="points at the centres of an N x N grid (default 2)")
@@ -90,16 +81,16 @@ def draw(model, recorder, image, args, cfg, names, colors):
     logits, attention = segment_with_attention(model, recorder, image, cfg)
     points = args.points or grid_points(image.shape[:2], args.grid)
     channels = args.channels or most_varied_channels(attention.channel_output, 4)
-    train_ids = predict_train_ids(logits)
+    train_ids = cli.predict_train_ids(logits)
     return attention_picture(image, train_ids, attention, points, names, colors, channels, args.panel_width)
 
 
 def main(argv=None):
-    args = parse_args(get_parser(), argv)
+    args = cli.parse_args(get_parser(), argv)
     with exit_on_input_error("visualize_attention.py"):
-        paths = list_inputs(args.input)
-        output_folder(args.output)
-        cfg = config_from_args(args)
+        paths = cli.list_inputs(args.input)
+        cli.output_folder(args.output)
+        cfg = cli.config_from_args(args)
         if cfg.MODEL.SEM_SEG_HEAD.NAME != "DANetHead":
             raise InputError(
                 f"MODEL.SEM_SEG_HEAD.NAME is {cfg.MODEL.SEM_SEG_HEAD.NAME!r}: the config has no DANet head "
@@ -120,7 +111,7 @@ def main(argv=None):
         out = os.path.join(args.output, os.path.splitext(os.path.basename(path))[0] + "_attention.png")
         Image.fromarray(picture).save(out)
 
-    return for_each_image(paths, save_picture, desc="attention")
+    return cli.for_each_image(paths, save_picture, desc="attention")
 
 
 if __name__ == "__main__":
