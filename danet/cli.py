@@ -34,10 +34,6 @@ from .errors import InputError, MissingInputError
 from .visualization import NO_PREDICTION, blend_with_legend
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-OVERRIDES_HELP = (
-    "config overrides: KEY VALUE pairs at the end of the command (after `--` when they follow --input), "
-    "or after --opts"
-)
 # MODEL.WEIGHTS, TEST.AUG.ENABLED: what a config key looks like, and an input file name rarely does.
 _CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+")
 
@@ -46,9 +42,11 @@ def add_config_arguments(parser):
     """Add ``--config-file FILE`` and the config overrides (trailing pairs and
     ``--opts``) to an argparse parser; :func:`parse_args` joins the overrides."""
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--opts", dest="flag_opts", default=[], nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                        help=OVERRIDES_HELP)  # fmt: skip
-    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help=OVERRIDES_HELP)
+    parser.add_argument("--opts", dest="flag_opts", default=[], nargs=argparse.REMAINDER,
+                        help="config overrides: the KEY VALUE pairs after it, as in detectron2's demo")  # fmt: skip
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                        help="config overrides at the end of the command, as in train_net.py; after `--` "
+                        "when they follow an option of many values (--input a.png b.png -- KEY VALUE)")  # fmt: skip
 
 
 def add_image_arguments(parser, output_help):
