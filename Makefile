@@ -55,6 +55,23 @@ test: setup reference
 clean:
 	rm -rf $(VENV) $(REFERENCE_DIR) output
 
+# The CUDA paths on a machine with a GPU (docs/GPU_CHECK.md): tests/test_cuda.py,
+# then the GPU cases of the benchmarks, each printing time and memory per case.
+# Without a GPU it stops at the first line. DANET_REQUIRE_CUDA=2 on two GPUs also
+# requires the DDP test.
+DANET_REQUIRE_CUDA ?= 1
+GPU_CHECK_OUT := output/gpu_check
+.PHONY: gpu-check
+gpu-check: setup reference
+	@$(PY) -c 'import sys, torch; torch.cuda.is_available() or sys.exit("make gpu-check: no CUDA device is visible: run it on a machine with a GPU")'
+	DANET_REQUIRE_CUDA=$(DANET_REQUIRE_CUDA) $(PY) -m pytest -q -s -rs tests/test_cuda.py
+	$(PY) benchmarks/bench_attention.py --device cuda --sizes 64x64,128x128,128x256 --batches 1,2 \
+		--impls naive,chunked,sdpa --rounds 3 --output $(GPU_CHECK_OUT)/bench_attention.json
+	$(PY) benchmarks/bench_model.py --device cuda --size 768 --batch 1 --iters 5 --impls naive,auto \
+		--output $(GPU_CHECK_OUT)/bench_model.json
+	$(PY) benchmarks/bench_peers.py --device cuda --depths 50 --train-sizes 512x1024 --infer-sizes 1024x2048 \
+		--iters 3 --output $(GPU_CHECK_OUT)/bench_peers.json
+
 # End to end on CPU (README "Demo"): generate a Cityscapes-format dataset, make its
 # labelTrainIds, train and evaluate configs/demo.yaml, print the metrics, save pictures
 # of predictions and of what the attention modules attend to.

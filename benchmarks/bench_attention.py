@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from danet.modeling.attention import PositionAttention  # noqa: E402
-from benchmarks.memory import peak_rss_bytes, rss_bytes  # noqa: E402
+from benchmarks.memory import check_device, peak_rss_bytes, rss_bytes  # noqa: E402
 
 # "sdpa_heads" is measured only here: SDPA with the value split into Cv/Ck heads
 # of the query/key width, the queries and keys repeated for every head.
@@ -154,6 +154,7 @@ def main():
     parser.add_argument("--output", default="output/bench_attention.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    check_device(parser, args.device)
     device = torch.device(args.device)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]

@@ -52,7 +52,7 @@ def export(args, work_dir):
     cfg = load_cfg(args)
     for fmt in ("onnx", "torchscript"):
         torch.manual_seed(0)
-        export_model(cfg, fmt, os.path.join(work_dir, fmt), size=(256, 512))
+        export_model(cfg, fmt, os.path.join(work_dir, fmt), size=(256, 512), random_weights=True)
 
 
 def measure(args, backend, size, work_dir):

@@ -20,7 +20,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.memory import median_time, memory_baseline, peak_bytes_above  # noqa: E402
+from benchmarks.memory import check_device, median_time, memory_baseline, peak_bytes_above  # noqa: E402
 
 
 def build_model(args, impl):
@@ -87,6 +87,7 @@ def main():
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides")
     args = parser.parse_args()
+    check_device(parser, args.device)
     if args.child:
         print(json.dumps(measure(args, args.child)))
         return

@@ -39,7 +39,7 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from benchmarks.memory import median_time, memory_baseline, peak_bytes_above  # noqa: E402
+from benchmarks.memory import check_device, median_time, memory_baseline, peak_bytes_above  # noqa: E402
 from danet.modeling.memory_saving import CHECKPOINT_PARTS  # noqa: E402
 
 IMPLS = ("ours", "ours_saving", "mmseg")
@@ -203,6 +203,7 @@ def main():
     parser.add_argument("--output", default="output/bench_peers.json")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    check_device(parser, args.device)
     unknown = set(args.impls) - set(IMPLS + (EVERY_PART,))
     if unknown:
         parser.error(f"--impls: unknown {sorted(unknown)}; choose from {', '.join(IMPLS + (EVERY_PART,))}")

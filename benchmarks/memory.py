@@ -83,3 +83,12 @@ def median_time(step, warmup, iters, device):
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def check_device(parser, device):
+    """End with argparse's usage error when ``device`` (a --device value) is
+    CUDA and no GPU is visible, before any case starts."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {device}: no CUDA device is visible here; run on a machine with a GPU or give --device cpu")

@@ -1,10 +1,15 @@
-"""The memory-efficient position attention routes agree with the naive form."""
+"""The memory-efficient position attention routes agree with the naive form;
+on CUDA, SDPA runs only its memory-efficient kernels (simulated here on CPU,
+run for real in tests/test_cuda.py)."""
+import contextlib
 import copy
+import logging
 
 import pytest
 import torch
 
-from danet.modeling import chunked_attention
+from danet.errors import InputError
+from danet.modeling import attention, chunked_attention
 from danet.modeling.attention import (
     FeatureSimilarityPositionAttention,
     PositionAttention,
@@ -122,3 +127,68 @@ def test_unknown_impl_names_the_config_key():
     x = torch.randn(1, 8, 2, 2)
     with pytest.raises(ValueError, match=r"MODEL\.DANET\.ATTENTION_IMPL.*'flash'"):
         PositionAttention(8, impl="flash")(x)
+
+
+def single_head_inputs(key_width, value_width, num=91):
+    torch.manual_seed(0)
+    query, key = (torch.randn(1, num, key_width) for _ in range(2))
+    return query, key, torch.randn(1, num, value_width)
+
+
+def test_cuda_sdpa_runs_only_the_memory_efficient_kernels(monkeypatch):
+    """Simulated: the kernels accept the inputs, and SDPA is called inside
+    sdpa_kernel restricted to them, so PyTorch cannot fall back to the math
+    kernel that holds the N x N matrix."""
+    selected = []
+
+    @contextlib.contextmanager
+    def recording_sdpa_kernel(backends):
+        selected.append(backends)
+        yield  # on CPU the math kernel computes what CUDA's efficient kernel would
+
+    monkeypatch.setattr(attention, "memory_efficient_sdpa_accepts", lambda *inputs: True)
+    monkeypatch.setattr(attention, "sdpa_kernel", recording_sdpa_kernel)
+    query, key, value = single_head_inputs(4, 24)
+    out = attention._sdpa_cuda(query, key, value, "auto")
+    assert selected == [list(attention.MEMORY_EFFICIENT_SDPA)]
+    assert torch.backends.cuda.SDPBackend.MATH not in selected[0]
+    assert relative_error(out, position_attention(query, key, value, impl="naive")) <= 1e-5
+
+
+class ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture
+def attention_log():
+    """The records of danet.modeling.attention's logger, seen by a handler of
+    its own: train_net's setup_logger may have stopped "danet" from propagating."""
+    logger, handler = logging.getLogger(attention.__name__), ListHandler()
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def test_auto_takes_the_chunked_route_when_the_kernels_refuse_and_says_so_once(monkeypatch, attention_log):
+    # CPU tensors: torch's own check refuses them, as CUDA's kernels refuse float64.
+    query, key, value = single_head_inputs(3, 21)  # widths no other test logs, as the log is once per process
+    assert not attention.memory_efficient_sdpa_accepts(*attention._single_head(query, key, value))
+    monkeypatch.setattr(attention, "sdpa_kernel", None)  # never reached
+    outputs = [attention._sdpa_cuda(query, key, value, "auto") for _ in range(2)]
+    expected = position_attention(query, key, value, impl="naive")
+    assert all(relative_error(out, expected) <= 1e-5 for out in outputs)
+    warnings = [r.getMessage() for r in attention_log.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "query/key width 3, value width 21" in warnings[0] and "using the chunked route" in warnings[0]
+
+
+def test_explicit_sdpa_is_refused_when_the_kernels_refuse(monkeypatch):
+    monkeypatch.setattr(attention, "memory_efficient_sdpa_accepts", lambda *inputs: False)
+    query, key, value = single_head_inputs(4, 24)
+    with pytest.raises(InputError, match=r"MODEL\.DANET\.ATTENTION_IMPL is 'sdpa' but .* query/key width 4, value width 24"):
+        attention._sdpa_cuda(query, key, value, "sdpa")

@@ -1,5 +1,4 @@
 """demo.py: predictions and pictures for a folder, globs and files, with bad files skipped."""
-import importlib.util
 import os
 
 import numpy as np
@@ -13,16 +12,17 @@ from helpers import (
     BASE_CONFIG,
     CLASSES,
     COLORS,
-    REPO,
     TINY_MODEL_OPTS,
+    load_script,
+    one_line_error,
     register_toy_dataset,
     save_tiny_weights,
     tiny_cfg,
 )
 
-spec = importlib.util.spec_from_file_location("demo", os.path.join(REPO, "demo.py"))
-demo = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(demo)
+from danet.cli import predict_train_ids
+
+demo = load_script("demo.py")
 
 
 def write_image(path, height, width, seed):
@@ -111,20 +111,18 @@ def test_demo_succeeds_on_good_inputs_with_tta_and_dataset_metadata(inputs, tmp_
 
 def test_predict_train_ids_threshold():
     logits = torch.tensor([[[2.0, 0.0]], [[0.0, 0.1]]])  # two classes, one row of two pixels
-    assert demo.predict_train_ids(logits).tolist() == [[0, 1]]
+    assert predict_train_ids(logits).tolist() == [[0, 1]]
     # softmax: pixel 0 is 88% class 0, pixel 1 52% class 1.
-    assert demo.predict_train_ids(logits, 0.6).tolist() == [[0, 255]]
+    assert predict_train_ids(logits, 0.6).tolist() == [[0, 255]]
 
 
-def test_bad_arguments_end_with_a_message(inputs, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run_demo(inputs, "--input", str(inputs / "missing" / "*.png"))
-    assert exit_info.value.code == 2
-    assert "--input" in capsys.readouterr().err
+def test_bad_inputs_end_in_one_line_before_the_model_is_built(inputs, monkeypatch):
+    monkeypatch.setattr(demo, "build_inference_model", None)  # never reached
+    message = one_line_error(lambda: run_demo(inputs, "--input", str(inputs / "missing" / "*.png")))
+    assert message.startswith(f"demo.py: error: --input '{inputs / 'missing' / '*.png'}': no such file")
     (inputs / "extra" / "a.png").write_bytes((inputs / "frames" / "a.png").read_bytes())
-    with pytest.raises(SystemExit):
-        run_demo(inputs, "--input", str(inputs / "frames"), str(inputs / "extra"))
-    assert "same outputs" in capsys.readouterr().err
+    message = one_line_error(lambda: run_demo(inputs, "--input", str(inputs / "frames"), str(inputs / "extra")))
+    assert "would write the same outputs" in message
     with pytest.raises(ValueError, match="MODEL.SEM_SEG_HEAD.NUM_CLASSES is 5 .* has 19 classes"):
         demo.class_names_and_colors(tiny_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", 5))
 

@@ -7,7 +7,13 @@ from torch.nn import functional as F
 from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 
-from danet.modeling.test_time_augmentation import SemanticSegmentorWithTTA, build_test_time_segmentor, window_starts
+from danet.modeling.test_time_augmentation import (
+    SemanticSegmentorWithTTA,
+    build_test_time_segmentor,
+    check_window,
+    sliding_window_logits,
+    window_starts,
+)
 from helpers import tiny_cfg
 
 
@@ -160,6 +166,33 @@ def test_windows_stitch_a_pixelwise_model_exactly():
     torch.testing.assert_close(got, expected)
     assert len(model.seen_sizes) == len(window_starts(37, 16, 10)) * len(window_starts(53, 24, 15))
     assert set(model.seen_sizes) == {(16, 24)}
+
+
+@torch.no_grad()
+def test_the_exported_runner_stitches_numpy_windows_with_the_same_function():
+    """The runner slices numpy images and its graph returns torch logits: the
+    shared stitching gives what SemanticSegmentorWithTTA gives on the tensor."""
+    torch.manual_seed(0)
+    model = PixelwiseSegmentor()
+    image = random_image(37, 53)
+    windowed = SemanticSegmentorWithTTA(model, crop_size=(16, 24), stride=(10, 15))
+    expected = windowed([{"image": image, "height": 37, "width": 53}])[0]["sem_seg"]
+    crops = []
+
+    def segment(crop):
+        crops.append(crop.shape)
+        return model([{"image": torch.from_numpy(crop), "height": crop.shape[1], "width": crop.shape[2]}])[0]["sem_seg"]
+
+    got = sliding_window_logits(image.numpy(), segment, (16, 24), (10, 15))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert len(crops) == len(window_starts(37, 16, 10)) * len(window_starts(53, 24, 15))
+    assert sliding_window_logits(image.numpy(), segment, None, None).shape == (4, 37, 53)
+
+
+def test_window_checks_name_the_options_they_came_from():
+    assert check_window(32, (16, 24)) == ((32, 32), (16, 24))
+    with pytest.raises(ValueError, match=r"--stride \(40, 16\) must not exceed --window \(32, 32\)"):
+        check_window((32, 32), (40, 16), keys=("--window", "--stride"))
 
 
 @torch.no_grad()

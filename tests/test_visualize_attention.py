@@ -15,7 +15,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, register_toy_dataset, save_tiny_weights, tiny_cfg
+from helpers import BASE_CONFIG, REPO, TINY_MODEL_OPTS, one_line_error, register_toy_dataset, save_tiny_weights, tiny_cfg
 
 from danet.errors import InputError
 from danet.evaluation import attention_pictures_to_tensorboard
@@ -175,6 +175,17 @@ def test_config_without_danet_head_ends_in_one_line(tmp_path):
     message = str(exit_info.value.code)
     assert "\n" not in message and message.startswith("visualize_attention.py: error:")
     assert "no DANet head" in message and "MODEL.SEM_SEG_HEAD.NAME is 'SemSegFPNHead'" in message
+
+
+def test_channels_out_of_range_end_in_one_line_before_any_image_runs(tmp_path, monkeypatch):
+    Image.fromarray(random_image(30, 40)).save(tmp_path / "small.png")
+    monkeypatch.setattr(tool, "segment_with_attention", None)  # never reached
+    # The tiny model's branches have 512 / 4 = 128 channels.
+    message = one_line_error(lambda: run_tool(tmp_path, [tmp_path / "small.png"], "--channels", "3,128"))
+    assert message == (
+        "visualize_attention.py: error: --channels 3,128: this model's channel attention has channels 0..127"
+    )
+    assert os.listdir(tmp_path / "out") == []
 
 
 def test_a_model_without_danet_head_is_refused_by_the_recorder():

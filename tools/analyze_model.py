@@ -2,6 +2,7 @@
 """Print the parameter count and FLOPs of a DANet config at an input size.
 
     python tools/analyze_model.py --config-file configs/r50.yaml --size 1024 2048 MODEL.DEVICE cpu
+    python tools/analyze_model.py --config-file configs/r50.yaml --size 1024 2048 --opts MODEL.DEVICE cpu
 
 FLOPs are fvcore's, counted on one traced forward pass in inference mode: one
 multiply-add counts as one FLOP (so they are MACs), for convolutions, matrix
@@ -25,7 +26,7 @@ from tabulate import tabulate
 from detectron2.utils.analysis import FlopCountAnalysis
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from danet.config import load_config  # noqa: E402
+from danet import cli  # noqa: E402
 from danet.engine import build_inference_model  # noqa: E402
 from danet.errors import exit_on_input_error  # noqa: E402
 
@@ -83,19 +84,18 @@ def report(model, height, width):
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--size", type=int, nargs=2, default=(1024, 2048), metavar=("HEIGHT", "WIDTH"))
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
+    cli.add_config_arguments(parser)
     return parser
 
 
 def main(argv=None):
     parser = get_parser()
-    args = parser.parse_args(argv)
+    args = cli.parse_args(parser, argv)
     if min(args.size) <= 0:
         parser.error(f"--size must be two positive ints (height width), got {args.size}")
     with exit_on_input_error("analyze_model.py"):
-        cfg = load_config(args.config_file, args.opts)
+        cfg = cli.config_from_args(args)
         # Weights do not change the counts; random init avoids a download.
         model = build_inference_model(cfg, random_init=True)
     with torch.no_grad():

@@ -1,35 +1,30 @@
 """Export a DANet config and its weights to ONNX or TorchScript.
 
 Position attention takes a different route per format, chosen by measurement
-(PositionAttention(512) alone on 2 CPU cores, 128x128 positions, N = 16384):
+(docs/DEPLOYMENT.md):
 
 - TorchScript: "sdpa". The traced graph calls scaled_dot_product_attention,
-  whose CPU flash kernel never holds the N x N matrix: 129 MB peak against
-  2088 MB for "naive".
+  whose CPU flash kernel never holds the N x N matrix.
 - ONNX: "naive" (MatMul, Softmax, MatMul). At opset 18 torch.onnx decomposes
   SDPA into the same MatMul-Softmax form; at opset 23 it emits ONNX's Attention
-  operator, but ONNX Runtime's CPU kernel materialises the matrix as well
-  (1224 MB against 1122 MB for naive), so naive keeps opset 18 and older
-  runtimes. An ONNX graph needs about 2 x N^2 x 4 bytes at run time: 8.6 GB
-  for a 1024x2048 image (N = 32768). To bound it, run the graph window by
-  window (TEST.SLIDING_WINDOW, applied by danet.export.runtime).
+  operator, but ONNX Runtime's CPU kernel materialises the matrix as well, so
+  naive keeps opset 18 and older runtimes. An ONNX graph holds about
+  2 x N^2 x 4 bytes at run time; to bound it, run the graph window by window
+  (TEST.SLIDING_WINDOW, applied by danet.export.runtime).
 
 "chunked", the training route, is an autograd Function with a Python loop and
 cannot be exported.
 """
 import json
-import logging
 import os
 
 import torch
 
-from detectron2.modeling import build_model
-
-from ..checkpoint import SafeCheckpointer
+from ..data.datasets import class_names_and_colors
+from ..engine import build_inference_model
 from ..errors import InputError
+from ..modeling.test_time_augmentation import check_window
 from .module import ExportableSegmentor
-
-logger = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.ts"}
@@ -64,11 +59,16 @@ def check_exportable(cfg, fmt, size=(512, 1024), attention_impl=None, input_dtyp
         )
     if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
         raise ExportError(f"INPUT.FORMAT must be 'RGB' or 'BGR' to export, got {cfg.INPUT.FORMAT!r}")
+    if cfg.TEST.SLIDING_WINDOW.ENABLED:  # model.json's window, checked before the export rather than at run time
+        check_window(cfg.TEST.SLIDING_WINDOW.CROP_SIZE, cfg.TEST.SLIDING_WINDOW.STRIDE)
 
 
-def build_exportable(cfg):
-    """The config's model on CPU with MODEL.WEIGHTS loaded, as an
-    ExportableSegmentor in eval mode.
+def build_exportable(cfg, random_weights=False):
+    """The config's model on CPU as an ExportableSegmentor in eval mode, built
+    as for inference (:func:`danet.engine.build_inference_model`): every
+    weight must come from MODEL.WEIGHTS, and empty weights are refused, unless
+    ``random_weights`` (tests and benchmarks, whose results do not depend on
+    the weights).
 
     SyncBN is built as plain BN: in inference both apply the running
     statistics, and their weights have the same names.
@@ -79,37 +79,34 @@ def build_exportable(cfg):
     for key in ("RESNETS", "SEM_SEG_HEAD"):
         if cfg.MODEL[key].NORM in ("SyncBN", "naiveSyncBN"):
             cfg.MODEL[key].NORM = "BN"
-    model = build_model(cfg)
+    model = build_inference_model(cfg, random_init=random_weights)
     if not (hasattr(model, "backbone") and hasattr(model, "sem_seg_head")):
         raise ExportError(
             f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r} has no backbone and sem_seg_head: "
             "export a semantic segmentor (SemanticSegmentor or DANetSegmentor)"
         )
-    if cfg.MODEL.WEIGHTS:
-        SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
-        logger.warning("MODEL.WEIGHTS is empty: exporting random weights.")
-    align_corners = cfg.MODEL.DANET.get("ALIGN_CORNERS", False)
-    return ExportableSegmentor(model, cfg.INPUT.FORMAT, align_corners).eval()
+    return ExportableSegmentor(model, cfg.INPUT.FORMAT, cfg.MODEL.DANET.ALIGN_CORNERS).eval()
 
 
-def export_model(
-    cfg, fmt, output_dir, size=(512, 1024), attention_impl=None, input_dtype="uint8", class_names=None, class_colors=None
-):
+def export_model(cfg, fmt, output_dir, size=(512, 1024), attention_impl=None, input_dtype="uint8", random_weights=False):
     """Export ``cfg``'s model to ``output_dir``/model.onnx or model.ts, with a
-    model.json that describes its input, output and classes.
+    model.json that describes its input, output and classes and what the
+    runner does around the graph to reproduce the PyTorch inference.
 
     Args:
         size: (H, W) of the example image the graph is traced with; the
             exported graph accepts any batch size, height and width.
         attention_impl: position attention route, default per format
             (ATTENTION_IMPL_FOR_FORMAT).
+        random_weights: export randomly initialised weights instead of
+            MODEL.WEIGHTS (see :func:`build_exportable`).
     Returns:
         The path of the exported model file.
     """
     check_exportable(cfg, fmt, size, attention_impl, input_dtype)
     attention_impl = attention_impl or ATTENTION_IMPL_FOR_FORMAT[fmt]
-    module = build_exportable(cfg)
+    class_names, class_colors = class_names_and_colors(cfg)
+    module = build_exportable(cfg, random_weights)
     module.set_attention_impl(attention_impl)
     example = torch.zeros((1, 3, *size), dtype=INPUT_DTYPES[input_dtype])
     os.makedirs(output_dir, exist_ok=True)
@@ -128,14 +125,16 @@ def export_model(
         "attention_impl": attention_impl,
         "opset": ONNX_OPSET if fmt == "onnx" else None,
         "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-        "class_names": list(class_names) if class_names is not None else None,
-        "class_colors": [list(map(int, c)) for c in class_colors] if class_colors is not None else None,
-        # What demo.py does around the model: resize to the test size, optionally slide a window.
+        "class_names": list(class_names),
+        "class_colors": class_colors.tolist(),
+        # What demo.py does around the model: resize to the test size, optionally
+        # slide a window, resize the logits back to the image with align_corners.
         "test_size": {"min": cfg.INPUT.MIN_SIZE_TEST, "max": cfg.INPUT.MAX_SIZE_TEST},
         "sliding_window": (
             {"crop_size": list(window.CROP_SIZE), "stride": list(window.STRIDE)} if window.ENABLED else None
         ),
-        "weights": cfg.MODEL.WEIGHTS,
+        "align_corners": cfg.MODEL.DANET.ALIGN_CORNERS,
+        "weights": None if random_weights else cfg.MODEL.WEIGHTS,
     }
     with open(metadata_path(path), "w") as f:
         json.dump(metadata, f, indent=2)

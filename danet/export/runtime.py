@@ -1,17 +1,22 @@
 """Run an exported model (ONNX Runtime or TorchScript) the way demo.py runs the
 PyTorch one: resize to the test size, segment the whole image or window by
-window, resize the logits back to the image size."""
+window, resize the logits back to the image size, each step as the PyTorch
+inference does it, with the settings model.json recorded."""
 import json
 import os
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..data.resize import Rescale
 from ..errors import InputError, MissingInputError
-from ..modeling.test_time_augmentation import window_starts
+from ..modeling.segmentor import resize_logits
+from ..modeling.test_time_augmentation import sliding_window_logits
 from .exporter import EXPORT_FORMATS, INPUT_NAME, metadata_path
+
+# What the runner reads from model.json; an export of an earlier release may lack some.
+REQUIRED_METADATA = ("format", "input", "num_classes", "class_names", "class_colors", "test_size", "sliding_window",
+                     "align_corners")  # fmt: skip
 
 
 class ExportedModel:
@@ -24,9 +29,16 @@ class ExportedModel:
             raise MissingInputError(f"--model {path!r} does not exist: export one with tools/export_model.py")
         meta_file = metadata_path(path)
         if not os.path.isfile(meta_file):
-            raise MissingInputError(f"{meta_file} is missing: keep the model.json written by tools/export_model.py next to {path}")
+            raise MissingInputError(
+                f"{meta_file} is missing: keep the model.json written by tools/export_model.py next to {path}"
+            )
         with open(meta_file) as f:
             self.metadata = json.load(f)
+        missing = [key for key in REQUIRED_METADATA if key not in self.metadata]
+        if missing:
+            raise InputError(
+                f"{meta_file} lacks {', '.join(missing)}: export the model again with tools/export_model.py"
+            )
         self.backend = backend or self.metadata["format"]
         if self.backend not in EXPORT_FORMATS:
             raise InputError(f"--backend must be one of {', '.join(EXPORT_FORMATS)}, got {self.backend!r}")
@@ -61,29 +73,13 @@ def segment_image(model, image, window=None, stride=None):
 
     The image is resized to the exported test size (INPUT.MIN_SIZE_TEST /
     MAX_SIZE_TEST), segmented whole or, when ``window`` (h, w) is given, in
-    windows moved by ``stride`` and averaged where they overlap (clipped at the
-    border, as TEST.SLIDING_WINDOW does), and the logits are resized back to
-    the image size.
+    windows moved by ``stride`` (the sliding window of TEST.SLIDING_WINDOW,
+    :func:`~danet.modeling.test_time_augmentation.sliding_window_logits`),
+    and the logits are resized back to the image size with the exported
+    MODEL.DANET.ALIGN_CORNERS, as the segmentor does.
     """
     test_size = model.metadata["test_size"]
     resize = Rescale((test_size["max"], test_size["min"]))  # as build_test_augmentation
     resized = resize.get_transform(image).apply_image(image).transpose(2, 0, 1)
-    height, width = resized.shape[1:]
-    if window is None:
-        logits = model(resized[None])[0]
-    else:
-        logits = None
-        for top in window_starts(height, window[0], stride[0]):
-            for left in window_starts(width, window[1], stride[1]):
-                crop = resized[:, top : top + window[0], left : left + window[1]]
-                crop_logits = model(crop[None])[0]
-                if logits is None:
-                    logits = crop_logits.new_zeros((crop_logits.shape[0], height, width))
-                    count = crop_logits.new_zeros((1, height, width))
-                logits[:, top : top + window[0], left : left + window[1]] += crop_logits
-                count[:, top : top + window[0], left : left + window[1]] += 1
-        logits = logits / count
-    if (height, width) == image.shape[:2]:
-        return logits
-    # detectron2's sem_seg_postprocess, as the segmentor applies it.
-    return F.interpolate(logits[None], size=image.shape[:2], mode="bilinear", align_corners=False)[0]
+    logits = sliding_window_logits(resized, lambda crop: model(crop[None])[0], window, stride)
+    return resize_logits(logits, image.shape[:2], model.metadata["align_corners"])

@@ -3,9 +3,15 @@
 Both map a feature map [B, C, H, W] to the same shape and start as the identity:
 their residual scale ``gamma`` is initialised to 0 and learned.
 """
+import logging
+
 import torch
 from torch import nn
+from torch.backends.cuda import SDPAParams, can_use_efficient_attention, can_use_flash_attention
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from detectron2.utils.logger import log_first_n
 
 from ..errors import InputError
 from .chunked_attention import ChunkedAttention, softmax_dtype
@@ -31,8 +37,8 @@ def resolve_impl(impl, device):
     memory; SDPA took 1.7x the time (its CPU flash kernel needs equal q/k/v
     widths, so queries and keys are zero-padded) for 0.18x the memory.
     CUDA: SDPA, whose memory-efficient kernel accepts a value width different
-    from the query/key width (chosen from the kernels' documented constraints,
-    not measured: no GPU was available).
+    from the query/key width (chosen from the kernels' documented constraints);
+    inputs that kernel refuses take the chunked route (see _sdpa_cuda).
     """
     if check_impl(impl) != "auto":
         return impl
@@ -49,6 +55,7 @@ def position_attention(query, key, value, impl="auto"):
     Returns:
         [B, N, Cv]: out[b, i] = sum_j softmax_j(query[b, i] . key[b, j]) value[b, j].
     """
+    requested = impl
     impl = resolve_impl(impl, query.device)
     if impl == "naive":
         probs = exact_product(query, key.transpose(1, 2)).softmax(dim=-1)
@@ -56,7 +63,9 @@ def position_attention(query, key, value, impl="auto"):
     query, key, value = _autocast_inputs(query, key, value)
     if impl == "chunked":
         return ChunkedAttention.apply(query, key, value)
-    return _sdpa(query, key, value)
+    if query.device.type == "cuda":
+        return _sdpa_cuda(query, key, value, requested)
+    return _sdpa_cpu(query, key, value)
 
 
 def exact_product(a, b):
@@ -72,20 +81,69 @@ def exact_product(a, b):
         return torch.bmm(a.to(dtype), b.to(dtype))
 
 
-def _sdpa(query, key, value):
-    """SDPA with a single head, arranged for a fused kernel on the device.
+def _single_head(*tensors):
+    """[B, N, C] -> [B, 1, N, C] with unit stride in the channels, as the fused
+    SDPA kernels need them."""
+    return [t.contiguous().unsqueeze(1) for t in tensors]
 
-    Fused kernels need unit stride in the channel dimension, hence the copies
-    of the channel-first tokens. The CPU flash kernel also requires equal
-    query/key/value widths, so the queries and keys are zero-padded to the value
-    width (the dot products are unchanged). On CUDA the memory-efficient kernel
-    takes the widths as they are.
-    """
-    if query.device.type == "cpu" and query.shape[-1] < value.shape[-1]:
+
+def _sdpa_cpu(query, key, value):
+    """SDPA with a single head on CPU. Its flash kernel requires equal
+    query/key/value widths, so queries and keys are zero-padded to the value
+    width (the dot products are unchanged)."""
+    if query.shape[-1] < value.shape[-1]:
         pad = (0, value.shape[-1] - query.shape[-1])
         query, key = F.pad(query, pad), F.pad(key, pad)
-    query, key, value = (t.contiguous().unsqueeze(1) for t in (query, key, value))
-    out = F.scaled_dot_product_attention(query, key, value, scale=1.0)
+    out = F.scaled_dot_product_attention(*_single_head(query, key, value), scale=1.0)
+    return out.squeeze(1)
+
+
+# The CUDA kernels that never hold the N x N matrix. Left to choose, PyTorch falls
+# back to its math kernel, which does, whenever these refuse the inputs.
+MEMORY_EFFICIENT_SDPA = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION)
+
+
+def memory_efficient_sdpa_accepts(query, key, value):
+    """Whether one of MEMORY_EFFICIENT_SDPA runs these [B, 1, N, C] inputs
+    (dtype, widths, alignment, device, gradients): flash needs equal widths and
+    half precision, the memory-efficient kernel takes a value width different
+    from the query/key width."""
+    params = SDPAParams(query, key, value, None, 0.0, False, False)
+    return can_use_flash_attention(params) or can_use_efficient_attention(params)
+
+
+def _sdpa_cuda(query, key, value, requested):
+    """SDPA with a single head on CUDA, restricted to MEMORY_EFFICIENT_SDPA.
+
+    When those kernels refuse the inputs (float64, or widths they cannot
+    align), "auto" computes the chunked route instead, which never holds the
+    matrix either, and says so once in the log; an explicit "sdpa" is
+    refused, since what was asked for would hold the N x N matrix.
+    """
+    inputs = _single_head(query, key, value)
+    if not memory_efficient_sdpa_accepts(*inputs):
+        what = (
+            f"{str(query.dtype).replace('torch.', '')} inputs, query/key width {query.shape[-1]}, value width "
+            f"{value.shape[-1]}"
+        )
+        if requested == "sdpa":
+            raise InputError(
+                f"MODEL.DANET.ATTENTION_IMPL is 'sdpa' but no memory-efficient CUDA kernel of "
+                f"scaled_dot_product_attention runs these inputs ({what}): PyTorch would fall back to the "
+                "kernel that holds the N x N matrix. Use 'auto' or 'chunked'."
+            )
+        log_first_n(
+            logging.WARNING,
+            f"Position attention: no memory-efficient CUDA kernel of scaled_dot_product_attention runs {what}; "
+            "using the chunked route, which does not hold the N x N matrix either (MODEL.DANET.ATTENTION_IMPL "
+            "'chunked' chooses it directly).",
+            n=1,
+            name=__name__,
+            key="message",
+        )
+        return ChunkedAttention.apply(query, key, value)
+    with sdpa_kernel(list(MEMORY_EFFICIENT_SDPA)):
+        out = F.scaled_dot_product_attention(*inputs, scale=1.0)
     return out.squeeze(1)
 
 

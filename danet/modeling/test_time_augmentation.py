@@ -20,11 +20,23 @@ AVERAGES = ("logits", "probabilities")
 
 
 def _pair(value, key):
-    """An (h, w) pair of positive ints from an int or a 2-sequence, for config key ``key``."""
+    """An (h, w) pair of positive ints from an int or a 2-sequence, for option ``key``."""
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
         raise InputError(f"{key} must be a positive int or a pair (h, w) of them, got {value!r}")
     return pair
+
+
+def check_window(crop_size, stride, keys=("TEST.SLIDING_WINDOW.CROP_SIZE", "TEST.SLIDING_WINDOW.STRIDE")):
+    """The window (h, w) and its stride (h, w) as pairs of positive ints;
+    an InputError naming ``keys`` (the config keys or options they came from)
+    when they are not, or when the stride exceeds the window."""
+    crop_size, stride = _pair(crop_size, keys[0]), _pair(stride, keys[1])
+    if any(s > c for s, c in zip(stride, crop_size)):
+        raise InputError(
+            f"{keys[1]} {stride} must not exceed {keys[0]} {crop_size}: windows would leave pixels unpredicted"
+        )
+    return crop_size, stride
 
 
 def window_starts(length, window, stride):
@@ -34,6 +46,39 @@ def window_starts(length, window, stride):
         return [0]
     starts = list(range(0, length - window, stride))
     return starts + [length - window]
+
+
+def sliding_window_logits(image, segment, crop_size=None, stride=None):
+    """Logits [K, H, W] of a [C, H, W] image segmented window by window.
+
+    The one implementation of the sliding window, for the PyTorch segmentor
+    (:class:`SemanticSegmentorWithTTA`) and the exported runner
+    (``danet.export.segment_image``). Windows of ``crop_size`` (h, w), moved
+    by ``stride`` (h, w), are clipped at the border by moving them back inside
+    (:func:`window_starts`), so no padding enters position attention; where
+    windows overlap their logits are averaged. An image that fits in one window
+    (or ``crop_size`` None) is segmented whole.
+
+    Args:
+        image: anything sliced as ``image[:, top:bottom, left:right]`` with a
+            ``shape`` (a torch tensor, a numpy array).
+        segment: maps a window of ``image`` to a torch tensor of its logits
+            [K, h, w] at the window's size.
+    """
+    height, width = image.shape[-2:]
+    if crop_size is None or (height <= crop_size[0] and width <= crop_size[1]):
+        return segment(image)
+    crop_h, crop_w = crop_size
+    total = count = None
+    for top in window_starts(height, crop_h, stride[0]):
+        for left in window_starts(width, crop_w, stride[1]):
+            logits = segment(image[:, top : top + crop_h, left : left + crop_w])
+            if total is None:
+                total = logits.new_zeros((logits.shape[0], height, width))
+                count = logits.new_zeros((1, height, width))
+            total[:, top : top + crop_h, left : left + crop_w] += logits
+            count[:, top : top + crop_h, left : left + crop_w] += 1
+    return total / count
 
 
 class SemanticSegmentorWithTTA(nn.Module):
@@ -67,13 +112,7 @@ class SemanticSegmentorWithTTA(nn.Module):
         if average not in AVERAGES:
             raise InputError(f"TEST.AUG.AVERAGE must be one of {AVERAGES}, got {average!r}")
         if crop_size is not None:
-            crop_size = _pair(crop_size, "TEST.SLIDING_WINDOW.CROP_SIZE")
-            stride = _pair(stride, "TEST.SLIDING_WINDOW.STRIDE")
-            if any(s > c for s, c in zip(stride, crop_size)):
-                raise InputError(
-                    f"TEST.SLIDING_WINDOW.STRIDE {stride} must not exceed CROP_SIZE {crop_size}: "
-                    "windows would leave pixels unpredicted"
-                )
+            crop_size, stride = check_window(crop_size, stride)
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
         self.model = model
@@ -135,21 +174,13 @@ class SemanticSegmentorWithTTA(nn.Module):
 
     def _segment_view(self, image, out_size):
         """Logits [K, *out_size] of one view, whole or window by window."""
-        height, width = image.shape[-2:]
-        if self.crop_size is None or (height <= self.crop_size[0] and width <= self.crop_size[1]):
+        if self.crop_size is None:
             return self._run(image, out_size)
-        crop_h, crop_w = self.crop_size
-        total = count = None
-        for top in window_starts(height, crop_h, self.stride[0]):
-            for left in window_starts(width, crop_w, self.stride[1]):
-                window = image[:, top : top + crop_h, left : left + crop_w]
-                logits = self._run(window, window.shape[-2:])
-                if total is None:
-                    total = logits.new_zeros((logits.shape[0], height, width))
-                    count = logits.new_zeros((1, height, width))
-                total[:, top : top + crop_h, left : left + crop_w] += logits
-                count[:, top : top + crop_h, left : left + crop_w] += 1
-        return resize_logits(total / count, out_size, self.align_corners)
+        def segment(window):
+            return self._run(window, window.shape[-2:])
+
+        logits = sliding_window_logits(image, segment, self.crop_size, self.stride)
+        return resize_logits(logits, out_size, self.align_corners)
 
     def _run(self, image, out_size):
         height, width = out_size

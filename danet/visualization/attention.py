@@ -105,6 +105,8 @@ class AttentionRecorder:
         self.segmentor = _find_danet_segmentor(model)
         self.head = self.segmentor.sem_seg_head
         self.stride = self.segmentor.backbone.output_shape()[self.head.in_feature].stride
+        # The channels of channel attention: the width of its branch.
+        self.num_channels = self.head.channel_branch[0].out_channels
         self._input_sizes, self._position_inputs, self._channel_outputs = [], [], []
         self._handles = []
 

@@ -3,7 +3,7 @@
 ADE20K, PASCAL VOC 2012 (+SBD), PASCAL Context 59 and COCO-Stuff-164k."""
 import os
 
-from .metadata import check_datasets_fit_model, pascal_palette, sem_seg_metadata
+from .metadata import check_datasets_fit_model, class_names_and_colors, pascal_palette, sem_seg_metadata
 from .register_ade20k import register_ade20k_sem_seg, register_all_ade20k
 from .register_cityscapes import register_cityscapes_sem_seg
 from .register_coco_stuff import register_all_coco_stuff, register_coco_stuff_sem_seg

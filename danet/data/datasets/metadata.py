@@ -1,6 +1,9 @@
-"""Class metadata shared by the dataset registrations, and the check that the
-configured datasets and the model agree on their classes."""
+"""Class metadata shared by the dataset registrations, the check that the
+configured datasets and the model agree on their classes, and the names and
+colours the tools draw them with."""
 import difflib
+
+import numpy as np
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -61,3 +64,21 @@ def check_datasets_fit_model(cfg):
                     f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE is {head.IGNORE_VALUE} but dataset {name!r} ignores "
                     f"label {ignore_label}{where}: set MODEL.SEM_SEG_HEAD.IGNORE_VALUE {ignore_label}"
                 )
+
+
+def class_names_and_colors(cfg):
+    """Names and RGB colours ([K, 3] uint8) of the model's classes, from the
+    metadata of the config's dataset (DATASETS.TEST[0], else DATASETS.TRAIN[0]);
+    without metadata, "class <id>" in the PASCAL palette. Raises an InputError
+    when the dataset's class count differs from MODEL.SEM_SEG_HEAD.NUM_CLASSES."""
+    datasets = list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN)
+    meta = MetadataCatalog.get(datasets[0]) if datasets else None
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    names = getattr(meta, "stuff_classes", None) or [f"class {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise InputError(
+            f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {num_classes} but dataset {datasets[0]!r} has {len(names)} "
+            "classes; set DATASETS.TEST to the model's dataset"
+        )
+    colors = getattr(meta, "stuff_colors", None) or pascal_palette(len(names))
+    return list(names), np.array(colors, dtype=np.uint8)
