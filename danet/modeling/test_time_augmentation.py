@@ -10,7 +10,6 @@ output.
 """
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..data.resize import rescale_size, resize_image
 from ..errors import InputError
