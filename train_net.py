@@ -30,7 +30,7 @@ from danet.engine import (
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
 from danet.evaluation.attention_pictures import attention_pictures_to_tensorboard
-from danet.modeling import apply_memory_saving, build_test_time_segmentor
+from danet.modeling import build_test_time_segmentor
 
 logger = logging.getLogger("danet")
 
@@ -43,11 +43,6 @@ class Trainer(DefaultTrainer):
     def build_hooks(self):
         # Last: a stop on a signal comes after the iteration's checkpoint, evaluation and metrics.
         return super().build_hooks() + [build_preemption_hook(self.cfg, self.checkpointer)]
-
-    @classmethod
-    def build_model(cls, cfg):
-        # MODEL.DANET.MEMORY_SAVING*: recompute chosen parts in the backward (training only).
-        return apply_memory_saving(super().build_model(cfg), cfg)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
