@@ -8,6 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..errors import MissingInputError
+from .download import fetch_checkpoint, is_url
 from .errors import CheckpointError
 from .layouts import LAYOUTS, detect_layout, is_project_layout, summarize_keys, unwrap_state_dict
 
@@ -75,7 +76,11 @@ class SafeCheckpointer(DetectionCheckpointer):
         _write_atomically(path, "w", lambda f: f.write(last_filename_basename))
 
     def load(self, path, *args, **kwargs):
-        if path and "://" not in path and not os.path.isfile(path):
+        """Load ``path``, a file or a URL; an http(s) URL is downloaded into
+        detectron2's cache and checked (danet/checkpoint/download.py)."""
+        if path and is_url(path):
+            path = fetch_checkpoint(path)
+        elif path and "://" not in path and not os.path.isfile(path):
             raise MissingInputError(
                 f"Checkpoint {path!r} does not exist: set MODEL.WEIGHTS to an existing file "
                 "or URL ('' trains from random init), or check OUTPUT_DIR/last_checkpoint "
