@@ -3,45 +3,20 @@ downloaded once into detectron2's cache ($FVCORE_CACHE), checked against its
 length and the SHA-256 prefix of its file name, and a one-line error when the
 download fails or is damaged, which then leaves nothing in the cache."""
 import hashlib
-import http.server
-import io
 import socket
-import threading
 
 import pytest
 import torch
 
 from danet.checkpoint import CheckpointError
 from danet.engine import build_inference_model
-from helpers import save_tiny_weights, tiny_cfg
-
-
-class Files(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files``: URL path -> (bytes sent, Content-Length declared)."""
-
-    def do_GET(self):
-        body, length = self.server.files.get(self.path, (None, None))
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+from helpers import http_server, save_tiny_weights, tiny_cfg
 
 
 @pytest.fixture
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    httpd.files = {}
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with http_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -60,11 +35,6 @@ def weights(tmp_path_factory):
     return path, data, hashlib.sha256(data).hexdigest()[:8]
 
 
-def serve(server, url_path, body, length=None):
-    server.files[url_path] = (body, len(body) if length is None else length)
-    return f"http://127.0.0.1:{server.server_port}{url_path}"
-
-
 def load(url):
     return build_inference_model(tiny_cfg("MODEL.WEIGHTS", url))
 
@@ -75,7 +45,7 @@ def cached_files(cache):
 
 def test_checkpoint_by_url_loads_and_is_cached(server, cache, weights):
     path, data, sha = weights
-    url = serve(server, f"/models/danet/tiny_20240101-{sha}.pth", data)
+    url = server.serve(f"/models/danet/tiny_20240101-{sha}.pth", data)
     model = load(url)
     expected = torch.load(path, weights_only=True)["model"]
     for name, value in model.state_dict().items():
@@ -93,11 +63,11 @@ def test_damaged_download_is_named_and_not_cached(server, cache, weights, damage
     if damage == "altered":
         body = bytearray(data)
         body[len(body) // 2] ^= 0xFF
-        url = serve(server, f"/tiny-{sha}.pth", bytes(body))
+        url = server.serve(f"/tiny-{sha}.pth", bytes(body))
         expected = rf"download is altered or incomplete \(its SHA-256 starts with [0-9a-f]{{8}}, its file name says {sha}\)"
     else:
         name = f"/tiny-{sha}.pth" if damage == "truncated" else "/tiny.pth"
-        url = serve(server, name, data[: len(data) // 2], length=len(data))
+        url = server.serve(name, data[: len(data) // 2], length=len(data))
         expected = rf"download is truncated \({len(data) // 2} of {len(data)} bytes\)"
     with pytest.raises(CheckpointError, match=expected) as error:
         load(url)
@@ -108,7 +78,7 @@ def test_damaged_download_is_named_and_not_cached(server, cache, weights, damage
 
 def test_checkpoint_without_a_hash_in_its_name_loads(server, cache, weights):
     _, data, _ = weights
-    load(serve(server, "/DANet101.pth", data))
+    load(server.serve("/DANet101.pth", data))
     assert cached_files(cache) == ["DANet101.pth"]
 
 
@@ -120,7 +90,7 @@ def closed_port():
 
 @pytest.mark.parametrize("where", ["no server", "not found"])
 def test_unreachable_url_is_one_line_naming_it_and_what_to_do(server, cache, where):
-    url = f"http://127.0.0.1:{closed_port()}/x-0123abcd.pth" if where == "no server" else serve(server, "/a.pth", b"")
+    url = f"http://127.0.0.1:{closed_port()}/x-0123abcd.pth" if where == "no server" else server.serve("/a.pth", b"")
     if where == "not found":
         url = url.replace("/a.pth", "/missing-0123abcd.pth")
     with pytest.raises(CheckpointError) as error:
