@@ -95,6 +95,13 @@ def rename_keys(state_dict, rename: Callable[[str], Optional[str]], layout_name,
     return renamed
 
 
+def renamed_module(key, modules):
+    """``key`` with its module (all but the last name) replaced by
+    ``modules[module]``; None if ``modules`` has no such module."""
+    module, _, attr = key.rpartition(".")
+    return f"{modules[module]}.{attr}" if module in modules else None
+
+
 def summarize_keys(keys, limit=3):
     """``keys`` (in their order) for a bounded one-line message: all of them
     when at most ``limit``, else the first of each module and how many more it
