@@ -36,7 +36,7 @@ def test_another_backbone_names_the_count_the_first_tensors_and_the_cause(tiny_w
     assert len(mismatches) > 100  # the whole backbone: once listed in full, 11,000 characters
     message = load_error(tiny_weights, *wider)
     assert message.startswith(f"MODEL.WEIGHTS does not fit this model: {len(mismatches)} tensors of other shapes")
-    assert f"{mismatches[0]} (8, 32, 1, 1) vs (16, 32, 1, 1)" in message and mismatches[5] not in message
+    assert f"({mismatches[0]} (8, 32, 1, 1) vs model (16, 32, 1, 1), " in message and mismatches[5] not in message
     assert "another backbone or head config" in message
 
 

@@ -43,14 +43,16 @@ def rewrite_label(path, value):
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
 
 
-def test_labels_checked_once_are_not_read_again(tmp_path, reads, caplog):
+def test_labels_checked_once_are_not_read_again(tmp_path, reads, caplog, monkeypatch):
+    monkeypatch.setattr(register_folder, "PROGRESS_SECONDS", 0)
     root = make_folder_dataset(tmp_path / "data", num_images=4)
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     train = register(root, "recorded", tmp_path / "output")
     with caplog.at_level(logging.INFO, logger=register_folder.__name__):
         first = DatasetCatalog.get(train)
     assert sorted(reads) == [f"train_{i}.png" for i in range(4)]
-    assert "Checking labels under" in caplog.text and "/4" in caplog.text
+    assert "Checking 4 image/label pairs under" in caplog.text
+    assert [f"Checked {i}/4 pairs under" in caplog.text for i in range(1, 5)] == [True] * 4
     assert (tmp_path / "output" / "checked_labels" / f"{train}.json").is_file()
     # Nothing written into the dataset folder, which may be read-only.
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before

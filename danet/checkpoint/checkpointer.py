@@ -146,7 +146,7 @@ def describe_shape_mismatches(mismatched, shown=2):
     mismatch differs only in the first dimension, by the same two numbers,
     they are the classifiers of another number of classes; otherwise the
     checkpoint was trained with another backbone or head config."""
-    examples = ", ".join(f"{key} {tuple(c)} vs {tuple(m)}" for key, c, m in mismatched[:shown])
+    examples = ", ".join(f"{key} {tuple(c)} vs model {tuple(m)}" for key, c, m in mismatched[:shown])
     first_dims = {(c[0], m[0]) for _, c, m in mismatched}
     if len(first_dims) == 1 and all(tuple(c[1:]) == tuple(m[1:]) for _, c, m in mismatched):
         ((ckpt_classes, model_classes),) = first_dims
@@ -158,7 +158,7 @@ def describe_shape_mismatches(mismatched, shown=2):
         cause = "another backbone or head config (MODEL.RESNETS.*, MODEL.DANET.*): use the config it was trained with"
     return (
         f"MODEL.WEIGHTS does not fit this model: {len(mismatched)} tensors of other shapes "
-        f"(checkpoint vs model: {examples}{', ...' if len(mismatched) > shown else ''}); {cause}"
+        f"({examples}{', ...' if len(mismatched) > shown else ''}); {cause}"
     )
 
 

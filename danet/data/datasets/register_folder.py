@@ -32,13 +32,12 @@ import functools
 import json
 import logging
 import os
+import time
 from multiprocessing.pool import ThreadPool
 
 import numpy as np
 import yaml
 from PIL import Image
-
-from detectron2.utils.logger import log_every_n_seconds
 
 from ...errors import InputError, MissingInputError
 from .loaders import pair_images_with_labels, register_sem_seg
@@ -47,6 +46,8 @@ from .metadata import sem_seg_metadata
 logger = logging.getLogger(__name__)
 
 CLASSES_FILE = "classes.yaml"
+# The check of a folder dataset logs how far it is this often.
+PROGRESS_SECONDS = 10
 CONVERT = "python datasets/convert_color_labels.py --root {root}"
 
 
@@ -100,15 +101,18 @@ def load_sem_seg_folder(image_dir, label_dir, num_classes, ignore_label, root, r
     sizes = {pair: record.size(pair, stamps[pair]) for pair in pairs}
     unchecked = [pair for pair in pairs if sizes[pair] is None]
     check = functools.partial(_check_pair, num_classes=num_classes, ignore_label=ignore_label, root=root)
+    if unchecked:
+        logger.info(f"Checking {len(unchecked)} image/label pairs under {image_dir} and {label_dir} ...")
+    logged = time.monotonic()
     try:
         with ThreadPool(min(8, os.cpu_count() or 1)) as pool:
             # In order, one pair a task: when a bad file stops the check, the pairs before it are recorded.
             for done, (pair, size) in enumerate(pool.imap(check, unchecked), 1):
                 sizes[pair] = size
                 record.add(pair, stamps[pair], size)
-                log_every_n_seconds(
-                    logging.INFO, f"Checking labels under {label_dir}: {done}/{len(unchecked)}", n=10, name=__name__
-                )
+                if time.monotonic() - logged >= PROGRESS_SECONDS:
+                    logger.info(f"Checked {done}/{len(unchecked)} pairs under {label_dir}")
+                    logged = time.monotonic()
     finally:
         record.save()
     logger.info(
