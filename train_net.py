@@ -10,6 +10,7 @@ import os
 
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
+from detectron2.engine.hooks import PeriodicWriter
 from detectron2.evaluation import DatasetEvaluators, verify_results
 from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
@@ -30,7 +31,7 @@ from danet.engine import (
 from danet.errors import exit_on_input_error
 from danet.evaluation import build_sem_seg_evaluators, comparison_table, summary_table
 from danet.evaluation.attention_pictures import attention_pictures_to_tensorboard
-from danet.modeling import apply_memory_saving, build_test_time_segmentor
+from danet.modeling import build_test_time_segmentor
 
 logger = logging.getLogger("danet")
 
@@ -41,13 +42,12 @@ class Trainer(DefaultTrainer):
             super().__init__(cfg)
 
     def build_hooks(self):
+        hooks = super().build_hooks()
+        for hook in hooks:
+            if isinstance(hook, PeriodicWriter):  # LOG_PERIOD instead of its fixed 20 (no public setter)
+                hook._period = self.cfg.LOG_PERIOD
         # Last: a stop on a signal comes after the iteration's checkpoint, evaluation and metrics.
-        return super().build_hooks() + [build_preemption_hook(self.cfg, self.checkpointer)]
-
-    @classmethod
-    def build_model(cls, cfg):
-        # MODEL.DANET.MEMORY_SAVING*: recompute chosen parts in the backward (training only).
-        return apply_memory_saving(super().build_model(cfg), cfg)
+        return hooks + [build_preemption_hook(self.cfg, self.checkpointer)]
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -63,13 +63,12 @@ class Ours:
         from detectron2.modeling import build_model
 
         from danet.config import load_config
-        from danet.modeling import apply_memory_saving
 
         cfg = load_config(os.path.join(REPO, "configs", "base.yaml"), OURS_AS_MMSEG + [
             "MODEL.RESNETS.DEPTH", str(depth), "MODEL.DEVICE", device, "MODEL.DANET.MEMORY_SAVING", str(saving),
             "MODEL.DANET.MEMORY_SAVING_CHECKPOINT", str(list(checkpoint)),
         ])  # fmt: skip
-        self.model = apply_memory_saving(build_model(cfg), cfg)
+        self.model = build_model(cfg)  # with the MEMORY_SAVING* parts of cfg
 
     def inputs(self, images, labels):
         return [{"image": image, "sem_seg": label} for image, label in zip(images, labels)]

@@ -1,12 +1,17 @@
-"""Config defaults for DANet; every option lives under ``MODEL.DANET``."""
+"""Config defaults for DANet (most options under ``MODEL.DANET``) and
+:func:`load_config`, the one way the scripts read a config."""
 import os
+
+import yaml
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.projects.deeplab import add_deeplab_config
 
 from .data.datasets import check_datasets_fit_model, register_custom_dataset
 from .errors import InputError
+from .modeling import DANetSegmentor
 
 
 def add_danet_config(cfg):
@@ -25,6 +30,10 @@ def add_danet_config(cfg):
     # (the classifiers) are skipped with a warning instead of refused. Evaluation and
     # prediction always need every weight.
     cfg.MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER = False
+
+    # The training log (console, metrics.json, TensorBoard) is written every LOG_PERIOD
+    # iterations and after the last (detectron2 fixes 20; its values stay medians over 20).
+    cfg.LOG_PERIOD = 20
 
     cfg.MODEL.DANET = CN()
     # Each branch reduces the backbone's channels by this factor (2048 -> 512).
@@ -151,14 +160,21 @@ def add_danet_config(cfg):
 
 def load_config(config_file, opts=()):
     """detectron2's config with the DANet defaults, merged from ``config_file``
-    and ``KEY VALUE`` overrides; a bad file, key or value raises an InputError
-    that names it."""
+    (and its ``_BASE_`` files) and ``KEY VALUE`` overrides; a bad file, key or
+    value raises an InputError that names it."""
     cfg = get_cfg()
     add_danet_config(cfg)
     if not os.path.isfile(config_file):
         raise InputError(f"Config file {config_file!r} does not exist: pass --config-file configs/<name>.yaml")
     try:
         cfg.merge_from_file(config_file)
+    except yaml.YAMLError as e:
+        raise InputError(_yaml_message(config_file, e)) from e
+    except FileNotFoundError as e:  # a _BASE_, relative to the file that names it
+        raise InputError(
+            f"{config_file}: its _BASE_ {e.filename} does not exist: fix the _BASE_ path "
+            "(relative to the file that names it)"
+        ) from e
     except (KeyError, ValueError, AssertionError) as e:
         raise InputError(f"{config_file}: {_yacs_message(e)}") from e
     if len(opts) % 2:
@@ -167,9 +183,32 @@ def load_config(config_file, opts=()):
         cfg.merge_from_list(list(opts))
     except (KeyError, ValueError, AssertionError) as e:
         raise InputError(f"Command-line override: {_yacs_message(e)}") from e
+    check_config(cfg)
     register_custom_dataset(cfg)
     check_datasets_fit_model(cfg)
     return cfg
+
+
+def check_config(cfg):
+    """Refuse values of this project's keys that would be ignored or fail late."""
+    if not isinstance(cfg.LOG_PERIOD, int) or cfg.LOG_PERIOD < 1:
+        raise InputError(f"LOG_PERIOD must be a number of iterations >= 1, got {cfg.LOG_PERIOD!r}")
+    danet = cfg.MODEL.DANET
+    if danet.MEMORY_SAVING or danet.MEMORY_SAVING_CHECKPOINT:
+        name = cfg.MODEL.META_ARCHITECTURE
+        if name not in META_ARCH_REGISTRY or not issubclass(META_ARCH_REGISTRY.get(name), DANetSegmentor):
+            raise InputError(
+                f"MODEL.DANET.MEMORY_SAVING needs MODEL.META_ARCHITECTURE \"DANetSegmentor\" (or a subclass), "
+                f"which applies it; got {name!r}"
+            )
+
+
+def _yaml_message(config_file, error):
+    """One line naming the file (maybe a _BASE_), line and column of a YAML syntax error."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else config_file
+    problem = " ".join(str(getattr(error, "problem", None) or error).split())
+    return f"{where}: not valid YAML ({problem}): fix the file's syntax"
 
 
 def _yacs_message(error):

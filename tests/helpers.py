@@ -1,10 +1,13 @@
 """Configs of small CPU models and generated datasets shared by the tests."""
+import contextlib
+import http.server
 import importlib.util
 import json
 import os
 import runpy
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -176,3 +179,40 @@ def one_line_error(run):
     message = str(exit_info.value.code)
     assert "\n" not in message
     return message
+
+
+class _ServedFiles(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body, length = self.server.files.get(self.path, (None, None))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def http_server():
+    """An HTTP server on 127.0.0.1 in a thread; ``server.serve(url_path, body,
+    length=None)`` makes it answer ``url_path`` with ``body`` and a
+    Content-Length of ``length`` (default: the body's), and returns the URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ServedFiles)
+    server.files = {}
+
+    def serve(url_path, body, length=None):
+        server.files[url_path] = (body, len(body) if length is None else length)
+        return f"http://127.0.0.1:{server.server_port}{url_path}"
+
+    server.serve = serve
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

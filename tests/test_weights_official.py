@@ -290,6 +290,9 @@ def test_weights_the_config_does_not_use_are_one_line(tmp_path):
     the authors' PAM weights would be silently dropped."""
     path = save_authors_checkpoint(tmp_path / "narrow.pth.tar", authors_state_dict(depth=50, planes=8, stem=16))
     model = build_model(authors_model_cfg(*NARROW, "MODEL.DANET.POSITION_ATTENTION", "seed"))
-    unused = r"official layout\) does not match this config's model \(not in the model: .*position_branch.1.key.bias"
+    unused = (
+        r"official layout\) does not match this config's model \(not in the model: "
+        r"sem_seg_head\.position_branch\.1\.query\.weight \(\+5 in sem_seg_head\.position_branch\)\)"
+    )
     with pytest.raises(CheckpointError, match=unused):
         SafeCheckpointer(model).load(path)

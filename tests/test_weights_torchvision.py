@@ -1,9 +1,6 @@
 """torchvision's ImageNet ResNets as the backbone: every backbone weight comes
 from the file, and the backbone computes what torchvision's ResNet computes."""
-import os
-import shutil
 
-import iopath.common.file_io as file_io
 import pytest
 import torch
 import torchvision
@@ -11,7 +8,7 @@ import torchvision
 from detectron2.modeling import BACKBONE_REGISTRY, build_model
 
 from danet.checkpoint import SafeCheckpointer, read_checkpoint, to_project_names
-from helpers import cpu_cfg, load_script
+from helpers import cpu_cfg, http_server, load_script
 
 SEVEN_BY_SEVEN_STEM = [
     "MODEL.RESNETS.STEM_TYPE", "basic",
@@ -97,22 +94,15 @@ def test_dilated_stages_compute_as_torchvision_with_dilation(tmp_path):
 
 
 def test_url_weights_are_downloaded_and_converted(loaded, tmp_path, monkeypatch):
-    """MODEL.WEIGHTS as a URL goes through detectron2's PathManager (download
-    into its cache), then the same conversion. The download is simulated."""
+    """MODEL.WEIGHTS as a URL (served on 127.0.0.1) is downloaded into
+    detectron2's cache, then converted the same way."""
     path, _, _ = loaded
-    downloads = []
-
-    def fake_download(url, dirname, filename):
-        downloads.append(url)
-        os.makedirs(dirname, exist_ok=True)
-        return shutil.copy(path, os.path.join(dirname, filename))
-
-    monkeypatch.setattr(file_io, "download", fake_download)
     monkeypatch.setenv("FVCORE_CACHE", str(tmp_path / "cache"))
-    url = f"https://download.example.org/models/{tmp_path.name}/resnet50-test.pth"
     model = build_model(cpu_cfg("base.yaml", *SEVEN_BY_SEVEN_STEM))
-    SafeCheckpointer(model).load(url)
-    assert downloads == [url]
+    with http_server() as server:
+        url = server.serve("/models/resnet50.pth", path.read_bytes())
+        SafeCheckpointer(model).load(url)
+    assert (tmp_path / "cache" / "models" / "resnet50.pth").is_file()
     assert torch.equal(
         model.state_dict()["backbone.res5.2.conv3.norm.running_var"],
         torch.load(path, weights_only=True)["layer4.2.bn3.running_var"],

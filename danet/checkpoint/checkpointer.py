@@ -8,6 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..errors import MissingInputError
+from .download import fetch_checkpoint, is_url
 from .errors import CheckpointError
 from .layouts import LAYOUTS, detect_layout, is_project_layout, summarize_keys, unwrap_state_dict
 
@@ -75,7 +76,11 @@ class SafeCheckpointer(DetectionCheckpointer):
         _write_atomically(path, "w", lambda f: f.write(last_filename_basename))
 
     def load(self, path, *args, **kwargs):
-        if path and "://" not in path and not os.path.isfile(path):
+        """Load ``path``, a file or a URL; an http(s) URL is downloaded into
+        detectron2's cache and checked (danet/checkpoint/download.py)."""
+        if path and is_url(path):
+            path = fetch_checkpoint(path)
+        elif path and "://" not in path and not os.path.isfile(path):
             raise MissingInputError(
                 f"Checkpoint {path!r} does not exist: set MODEL.WEIGHTS to an existing file "
                 "or URL ('' trains from random init), or check OUTPUT_DIR/last_checkpoint "
@@ -98,15 +103,7 @@ class SafeCheckpointer(DetectionCheckpointer):
         incompatible = super()._load_model(checkpoint)
         mismatched = self._skip_classifiers(incompatible.incorrect_shapes)
         if mismatched:
-            mismatches = ", ".join(
-                f"{key} {tuple(ckpt_shape)} vs model {tuple(model_shape)}"
-                for key, ckpt_shape, model_shape in mismatched
-            )
-            raise CheckpointError(
-                f"MODEL.WEIGHTS does not fit this model ({mismatches}): use a checkpoint trained "
-                "with the same config (e.g. MODEL.SEM_SEG_HEAD.NUM_CLASSES), or, to fine-tune to "
-                "another NUM_CLASSES, set MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER True."
-            )
+            raise CheckpointError(describe_shape_mismatches(mismatched))
         unused = [k for k in incompatible.unexpected_keys if not k.endswith(_IGNORED_SUFFIX)]
         if layout and unused:
             raise CheckpointError(
@@ -121,8 +118,9 @@ class SafeCheckpointer(DetectionCheckpointer):
             held = f" (it holds {LAYOUTS[layout].description})" if layout in LAYOUTS else ""
             raise CheckpointError(
                 f"MODEL.WEIGHTS lacks weights of this model{held} (not in the checkpoint: "
-                f"{summarize_keys(missing)}): use a checkpoint trained with this config, or the config made "
-                "for that checkpoint (configs/mmseg/, configs/official/)"
+                f"{summarize_keys(missing)}): it was trained with another config (e.g. MODEL.RESNETS.DEPTH, "
+                "MODEL.DANET.AUX.ENABLED); use a checkpoint of this config, or the config made for that checkpoint "
+                "(configs/mmseg/, configs/official/)"
             )
         return incompatible
 
@@ -140,6 +138,28 @@ class SafeCheckpointer(DetectionCheckpointer):
             else:
                 kept.append((key, ckpt_shape, model_shape))
         return kept
+
+
+def describe_shape_mismatches(mismatched, shown=2):
+    """A bounded one-line message for ``(key, checkpoint shape, model shape)``
+    triples: how many, the first ``shown`` and the likely cause. When every
+    mismatch differs only in the first dimension, by the same two numbers,
+    they are the classifiers of another number of classes; otherwise the
+    checkpoint was trained with another backbone or head config."""
+    examples = ", ".join(f"{key} {tuple(c)} vs model {tuple(m)}" for key, c, m in mismatched[:shown])
+    first_dims = {(c[0], m[0]) for _, c, m in mismatched}
+    if len(first_dims) == 1 and all(tuple(c[1:]) == tuple(m[1:]) for _, c, m in mismatched):
+        ((ckpt_classes, model_classes),) = first_dims
+        cause = (
+            f"{ckpt_classes} classes in the checkpoint, {model_classes} in the model: set MODEL.SEM_SEG_HEAD.NUM_CLASSES "
+            f"{ckpt_classes}, or fine-tune with MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER True"
+        )
+    else:
+        cause = "another backbone or head config (MODEL.RESNETS.*, MODEL.DANET.*): use the config it was trained with"
+    return (
+        f"MODEL.WEIGHTS does not fit this model: {len(mismatched)} tensors of other shapes "
+        f"({examples}{', ...' if len(mismatched) > shown else ''}); {cause}"
+    )
 
 
 def _write_atomically(path, mode, write):

@@ -95,9 +95,17 @@ def rename_keys(state_dict, rename: Callable[[str], Optional[str]], layout_name,
     return renamed
 
 
-def summarize_keys(keys, limit=8):
-    """``keys`` (in their order) for a one-line message: all of them when at
-    most ``limit``, else the first of each module and how many more it has."""
+def renamed_module(key, modules):
+    """``key`` with its module (all but the last name) replaced by
+    ``modules[module]``; None if ``modules`` has no such module."""
+    module, _, attr = key.rpartition(".")
+    return f"{modules[module]}.{attr}" if module in modules else None
+
+
+def summarize_keys(keys, limit=3):
+    """``keys`` (in their order) for a bounded one-line message: all of them
+    when at most ``limit``, else the first of each module and how many more it
+    has, for the first ``limit`` modules, and the total."""
     keys = list(keys)
     if len(keys) <= limit:
         return ", ".join(keys)
@@ -106,5 +114,5 @@ def summarize_keys(keys, limit=8):
         module = ".".join(key.split(".")[:2])
         groups.setdefault(module, [key, 0])[1] += 1
     shown = [first if count == 1 else f"{first} (+{count - 1} in {module})" for module, (first, count) in groups.items()]
-    more = f" and {len(shown) - limit} more modules" if len(shown) > limit else ""
+    more = f" and {len(shown) - limit} more modules ({len(keys)} keys in all)" if len(shown) > limit else ""
     return ", ".join(shown[:limit]) + more

@@ -16,9 +16,7 @@ conv5c, sc (CAM), conv52  channel_branch.0, .1, .2
 conv6, conv7, conv8       position_, channel_, fused_predictor
 ========================  ======================================
 """
-import re
-
-from .layouts import WeightLayout, register_layout, rename_keys
+from .layouts import WeightLayout, register_layout, rename_keys, renamed_module
 from .torchvision import resnet_key
 
 _HEAD_MODULES = {
@@ -54,10 +52,8 @@ def _convert(state_dict):
     def rename(key):
         if key.startswith("pretrained."):
             return resnet_key(key[len("pretrained.") :], deep_stem)
-        module, _, attr = re.sub(r"^head\.", "", key).rpartition(".")
-        if key.startswith("head.") and module in _HEAD_MODULES:
-            return f"sem_seg_head.{_HEAD_MODULES[module]}.{attr}"
-        return None
+        head = renamed_module(key[len("head.") :], _HEAD_MODULES) if key.startswith("head.") else None
+        return head and f"sem_seg_head.{head}"
 
     return rename_keys(state_dict, rename, "official")
 

@@ -9,7 +9,7 @@ classifier) is not used.
 """
 import re
 
-from .layouts import WeightLayout, register_layout, rename_keys
+from .layouts import WeightLayout, register_layout, rename_keys, renamed_module
 
 # torchvision's stages -> detectron2's.
 STAGES = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
@@ -41,9 +41,8 @@ def resnet_key(key, deep_stem=False):
         return f"backbone.stem.{'conv3' if deep_stem else 'conv1'}.norm.{attr}"
     if module == "conv1" and not deep_stem:
         return f"backbone.stem.conv1.{attr}"
-    if deep_stem and module in _DEEP_STEM:
-        return f"backbone.stem.{_DEEP_STEM[module]}.{attr}"
-    return None
+    stem = renamed_module(key, _DEEP_STEM) if deep_stem else None
+    return stem and f"backbone.stem.{stem}"
 
 
 def _matches(state_dict):

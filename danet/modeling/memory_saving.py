@@ -4,9 +4,17 @@ head's branches and the loss terms, which then keep nothing at the label resolut
 At output stride 8 the activations of res4 and res5 dominate training memory.
 A checkpointed part keeps only its input in the forward and runs its forward
 again in the backward (``torch.utils.checkpoint``, non-reentrant: it works
-under DDP, autocast and with frozen parameters). The savings are applied to a
-built model from outside (:func:`apply_memory_saving`): no module is wrapped or
-renamed, so state_dict keys and checkpoints are the same with savings on or off.
+under DDP, autocast and with frozen parameters). :class:`DANetSegmentor`
+applies the parts chosen by ``MODEL.DANET.MEMORY_SAVING*`` when it is built,
+so every model built from a config (detectron2's ``build_model``, the trainer,
+a benchmark) has them.
+
+No module is wrapped or renamed, so state_dict keys and checkpoints are the
+same with savings on or off: a checkpointed module gets a :class:`RecomputedForward`
+as its own ``forward`` attribute (the head a :class:`RecomputedLosses` as its
+``losses``). These objects hold the module itself, not a closure over it, so
+``copy.deepcopy`` of a model (an EMA or SWA copy) gives a copy whose
+recompute uses the copy's weights, and a model pickles with its savings.
 
 Batch norm: the recompute runs the forward in training mode again, which would
 update the running statistics a second time. The recompute runs under
@@ -15,7 +23,6 @@ once the recompute is over: running statistics are updated once per step,
 exactly as without checkpointing, for BN, SyncBN and detectron2's naiveSyncBN.
 """
 import contextlib
-import functools
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -26,9 +33,8 @@ BACKBONE_PARTS = ("stem", "res2", "res3", "res4", "res5")
 HEAD_PARTS = ("position_branch", "channel_branch")
 CHECKPOINT_PARTS = BACKBONE_PARTS + HEAD_PARTS + ("losses",)
 # What MODEL.DANET.MEMORY_SAVING True recomputes: the parts that free the most
-# memory per second of recompute (benchmarks/bench_saved_activations.py; R50 at
-# 512x1024, batch 2: each head branch frees 0.2 GB for 7% of a step, res5 0.88 GB
-# for 16%, res4 0.81 GB for 4%, the losses 0.29 GB for 4%).
+# memory per second of recompute (benchmarks/bench_saved_activations.py; README
+# "Memory-saving training").
 SWITCH_PARTS = BACKBONE_PARTS + ("losses",)
 
 
@@ -45,47 +51,48 @@ def restored_buffers(module):
                 buffer.copy_(value)
 
 
-def checkpoint_module(module):
-    """Make ``module`` recompute its forward in the backward when it trains with
-    gradients; its buffers are updated by the first forward only."""
-    forward = module.forward
+class RecomputedForward:
+    """The ``forward`` of a checkpointed module: its class's forward, run again
+    in the backward when the module trains with gradients; its buffers are
+    updated by the first run only."""
 
-    def contexts():  # (the forward's, the recompute's)
-        return contextlib.nullcontext(), restored_buffers(module)
+    def __init__(self, module):
+        self.module = module
 
-    @functools.wraps(forward)
-    def checkpointed_forward(*args, **kwargs):
+    def __call__(self, *args, **kwargs):
+        module = self.module
+        forward = type(module).forward.__get__(module)
         if not (module.training and torch.is_grad_enabled()):
             return forward(*args, **kwargs)
-        return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+        return checkpoint(forward, *args, use_reentrant=False, context_fn=self.contexts, **kwargs)
 
-    module.forward = checkpointed_forward
-    return module
+    def contexts(self):
+        """(the forward's context, the recompute's context)."""
+        return contextlib.nullcontext(), restored_buffers(self.module)
 
 
-def checkpoint_losses(head):
-    """Make each of the head's loss terms recompute its resize to the label size
-    and its log-softmax in the backward: the backward then keeps the logits at
-    the feature resolution instead of a float32 [B, K, H, W] log-probability
-    map per term, and holds one such map at a time."""
-    losses = head.losses
+class RecomputedLosses:
+    """The ``losses`` of a checkpointed head: each loss term's resize to the
+    label size and log-softmax run again in the backward, which then keeps the
+    logits at the feature resolution instead of a float32 [B, K, H, W]
+    log-probability map per term, and holds one such map at a time."""
 
-    def one_term(name, prediction, targets):
-        return losses({name: prediction}, targets)[name]
+    def __init__(self, head):
+        self.head = head
 
-    def checkpointed_losses(logits, targets):
+    def __call__(self, logits, targets):
         return {
-            name: checkpoint(one_term, name, prediction, targets, use_reentrant=False)
+            name: checkpoint(self.one_term, name, prediction, targets, use_reentrant=False)
             for name, prediction in logits.items()
         }
 
-    head.losses = checkpointed_losses
-    return head
+    def one_term(self, name, prediction, targets):
+        return type(self.head).losses(self.head, {name: prediction}, targets)[name]
 
 
 def checkpointed_parts(cfg):
     """The parts named by MODEL.DANET.MEMORY_SAVING_CHECKPOINT, and SWITCH_PARTS
-    when MODEL.DANET.MEMORY_SAVING is on."""
+    when MODEL.DANET.MEMORY_SAVING is on, in CHECKPOINT_PARTS' order."""
     danet = cfg.MODEL.DANET
     unknown = [part for part in danet.MEMORY_SAVING_CHECKPOINT if part not in CHECKPOINT_PARTS]
     if unknown:
@@ -106,16 +113,22 @@ def part_module(model, part):
     return module
 
 
-def apply_memory_saving(model, cfg):
-    """Apply the savings chosen by the MODEL.DANET.MEMORY_SAVING* keys to a
-    built SemanticSegmentor with a detectron2 ResNet and a DANetHead; returns
-    ``model``."""
-    for part in checkpointed_parts(cfg):
+def checkpoint_parts(model, parts):
+    """Make ``parts`` (of CHECKPOINT_PARTS) of a SemanticSegmentor with a
+    detectron2 ResNet and a DANetHead recompute in the backward; returns
+    ``model``. Applying a part twice is the same as once."""
+    for part in parts:
         if part == "losses":
-            checkpoint_losses(model.sem_seg_head)
+            model.sem_seg_head.losses = RecomputedLosses(model.sem_seg_head)
             continue
         module = part_module(model, part)
         # Each block of a stage on its own: the backward then holds one block's activations at a time.
         for unit in module if part in BACKBONE_PARTS[1:] else [module]:
-            checkpoint_module(unit)
+            unit.forward = RecomputedForward(unit)
     return model
+
+
+def apply_memory_saving(model, cfg):
+    """Apply the savings chosen by ``cfg``'s MODEL.DANET.MEMORY_SAVING* keys to
+    a built model (e.g. a copy of a model built without them); returns ``model``."""
+    return checkpoint_parts(model, checkpointed_parts(cfg))

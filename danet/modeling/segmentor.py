@@ -7,11 +7,17 @@ the result of the smaller images. The head's logits, at the feature
 resolution, are resized straight to the image size (not upsampled by the
 stride and cropped, which differs when the size is not a multiple of 8), then
 to the requested output size, both with ``MODEL.DANET.ALIGN_CORNERS``.
+
+The parts chosen by ``MODEL.DANET.MEMORY_SAVING*`` recompute in the backward
+(danet/modeling/memory_saving.py) from construction on, wherever the model is
+built from a config.
 """
 from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, SemanticSegmentor
+
+from . import memory_saving
 
 
 def resize_logits(logits, size, align_corners=False):
@@ -26,16 +32,28 @@ def resize_logits(logits, size, align_corners=False):
 @META_ARCH_REGISTRY.register()
 class DANetSegmentor(SemanticSegmentor):
     """Training as SemanticSegmentor (same-size crops, nothing to pad); inference
-    per image, returning ``[{"sem_seg": logits [K, height, width]}]``."""
+    per image, returning ``[{"sem_seg": logits [K, height, width]}]``.
+
+    Args:
+        align_corners: of the logits' resizes in inference.
+        checkpointed_parts: names of memory_saving.CHECKPOINT_PARTS that
+            recompute in the backward (training only; weights and state_dict
+            keys are the same as without).
+    """
 
     @configurable
-    def __init__(self, *, align_corners: bool = False, **kwargs):
+    def __init__(self, *, align_corners: bool = False, checkpointed_parts=(), **kwargs):
         super().__init__(**kwargs)
         self.align_corners = align_corners
+        memory_saving.checkpoint_parts(self, checkpointed_parts)
 
     @classmethod
     def from_config(cls, cfg):
-        return {**super().from_config(cfg), "align_corners": cfg.MODEL.DANET.ALIGN_CORNERS}
+        return {
+            **super().from_config(cfg),
+            "align_corners": cfg.MODEL.DANET.ALIGN_CORNERS,
+            "checkpointed_parts": memory_saving.checkpointed_parts(cfg),
+        }
 
     def forward(self, batched_inputs):
         if self.training:

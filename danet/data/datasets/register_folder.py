@@ -20,10 +20,19 @@ The config's ``DATASETS.CUSTOM.ROOT`` registers ``<NAME>_sem_seg_<split>`` for
 every split (NAME defaults to the folder's name); ``DATASETS.CUSTOM.CLASSES``,
 ``COLORS`` and ``IGNORE_LABEL`` replace the file. Loading checks the whole
 dataset before training starts and stops with one line naming the file.
+
+What was checked is remembered in ``OUTPUT_DIR/checked_labels/<dataset>.json``
+(by path, size and modification time of each image and label, and the class
+count and ignore label checked against): later loads (evaluations, a resumed
+run, ``--eval-only``) read only the files that changed. The record lives in
+OUTPUT_DIR, as detectron2's own derived dataset files do, because the dataset
+folder may be read-only or shared; a new OUTPUT_DIR checks once more.
 """
 import functools
+import json
 import logging
 import os
+import time
 from multiprocessing.pool import ThreadPool
 
 import numpy as np
@@ -37,6 +46,8 @@ from .metadata import sem_seg_metadata
 logger = logging.getLogger(__name__)
 
 CLASSES_FILE = "classes.yaml"
+# The check of a folder dataset logs how far it is this often.
+PROGRESS_SECONDS = 10
 CONVERT = "python datasets/convert_color_labels.py --root {root}"
 
 
@@ -78,23 +89,100 @@ def check_label(image_file, label_file, num_classes, ignore_label, root):
     return height, width
 
 
-def load_sem_seg_folder(image_dir, label_dir, num_classes, ignore_label, root):
+def load_sem_seg_folder(image_dir, label_dir, num_classes, ignore_label, root, record_file=None):
     """detectron2 dataset dicts of image/label pairs, checked as a whole:
-    every label is read (in threads) for colour pictures, sizes and ids."""
+    every label is read (in threads) for colour pictures, sizes and ids, but
+    for pairs that ``record_file`` (a JSON file, or None) lists unchanged
+    since they were checked. Checked pairs are recorded there, also when a
+    bad file stops the check."""
     pairs = pair_images_with_labels(image_dir, label_dir)
+    record = CheckRecord(record_file, num_classes, ignore_label)
+    stamps = {pair: _stamp(pair) for pair in pairs}
+    sizes = {pair: record.size(pair, stamps[pair]) for pair in pairs}
+    unchecked = [pair for pair in pairs if sizes[pair] is None]
     check = functools.partial(_check_pair, num_classes=num_classes, ignore_label=ignore_label, root=root)
-    with ThreadPool(min(8, os.cpu_count() or 1)) as pool:
-        sizes = pool.map(check, pairs, chunksize=16)
-    logger.info(f"Checked {len(pairs)} image/label pairs under {image_dir} and {label_dir}")
+    if unchecked:
+        logger.info(f"Checking {len(unchecked)} image/label pairs under {image_dir} and {label_dir} ...")
+    logged = time.monotonic()
+    try:
+        with ThreadPool(min(8, os.cpu_count() or 1)) as pool:
+            # In order, one pair a task: when a bad file stops the check, the pairs before it are recorded.
+            for done, (pair, size) in enumerate(pool.imap(check, unchecked), 1):
+                sizes[pair] = size
+                record.add(pair, stamps[pair], size)
+                if time.monotonic() - logged >= PROGRESS_SECONDS:
+                    logger.info(f"Checked {done}/{len(unchecked)} pairs under {label_dir}")
+                    logged = time.monotonic()
+    finally:
+        record.save()
+    logger.info(
+        f"Checked {len(unchecked)} image/label pairs under {image_dir} and {label_dir}"
+        + (f"; {len(pairs) - len(unchecked)} unchanged since their check ({record_file})" if record_file else "")
+    )
     return [
-        {"file_name": image, "sem_seg_file_name": label, "height": height, "width": width}
-        for (image, label), (height, width) in zip(pairs, sizes)
+        {"file_name": image, "sem_seg_file_name": label, "height": sizes[image, label][0], "width": sizes[image, label][1]}
+        for image, label in pairs
     ]
 
 
+def _stamp(pair):
+    """(size, modification time in ns) of each file of an image/label pair."""
+    stamp = []
+    for path in pair:
+        stat = os.stat(path)
+        stamp += [stat.st_size, stat.st_mtime_ns]
+    return stamp
+
+
+class CheckRecord:
+    """The pairs whose check passed, as a JSON file: ``{"num_classes",
+    "ignore_label", "pairs": {label: [image, stamp, height, width]}}``. A
+    record made for another class count or ignore label counts for nothing."""
+
+    def __init__(self, path, num_classes, ignore_label):
+        self.path = path
+        self.settings = {"num_classes": num_classes, "ignore_label": ignore_label}
+        self.pairs = {}
+        if path and os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    saved = json.load(f)
+            except (OSError, ValueError) as e:
+                logger.warning(f"{path}: unreadable record of checked labels, checking again ({e})")
+                return
+            if {key: saved.get(key) for key in self.settings} == self.settings:
+                self.pairs = saved.get("pairs", {})
+
+    def size(self, pair, stamp):
+        """(height, width) of a pair checked with this stamp, else None."""
+        image, label = pair
+        entry = self.pairs.get(label)
+        if entry and entry[0] == image and entry[1] == stamp:
+            return tuple(entry[2:])
+        return None
+
+    def add(self, pair, stamp, size):
+        image, label = pair
+        self.pairs[label] = [image, stamp, *size]
+
+    def save(self):
+        """Write the record (atomically: several processes may load at once)."""
+        if not self.path:
+            return
+        tmp_path = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(tmp_path, "w") as f:
+                json.dump({**self.settings, "pairs": self.pairs}, f)
+            os.replace(tmp_path, self.path)
+        except OSError as e:
+            logger.warning(f"{self.path}: cannot record the checked labels ({e}); the next load checks them again")
+
+
 def _check_pair(pair, **kwargs):
+    """(pair, its (height, width)) if it passes check_label."""
     try:
-        return check_label(*pair, **kwargs)
+        return pair, check_label(*pair, **kwargs)
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for missing, empty or broken files
@@ -139,10 +227,11 @@ def folder_metadata(classes, colors, ignore_label, source):
     return sem_seg_metadata(classes, colors, ignore_label, classes_file=source)
 
 
-def register_folder_sem_seg(root, name=None, classes=None, colors=None, ignore_label=255):
+def register_folder_sem_seg(root, name=None, classes=None, colors=None, ignore_label=255, output_dir=None):
     """Register ``<name>_sem_seg_<split>`` for each ``root/images/<split>``;
-    the classes come from the arguments, else ``root/classes.yaml``. Returns
-    the registered names."""
+    the classes come from the arguments, else ``root/classes.yaml``. With
+    ``output_dir``, loading records what it checked under
+    ``output_dir/checked_labels/``. Returns the registered names."""
     root = os.path.abspath(os.path.expanduser(root))
     name = name or os.path.basename(root)
     image_root = os.path.join(root, "images")
@@ -160,8 +249,9 @@ def register_folder_sem_seg(root, name=None, classes=None, colors=None, ignore_l
     for split in splits:
         dataset = f"{name}_sem_seg_{split}"
         image_dir, label_dir = os.path.join(image_root, split), os.path.join(root, "labels", split)
+        record_file = os.path.join(output_dir, "checked_labels", f"{dataset}.json") if output_dir else None
         load = functools.partial(
-            load_sem_seg_folder, image_dir, label_dir, len(meta["stuff_classes"]), meta["ignore_label"], root
+            load_sem_seg_folder, image_dir, label_dir, len(meta["stuff_classes"]), meta["ignore_label"], root, record_file
         )
         register_sem_seg(dataset, load, image_root=image_dir, sem_seg_root=label_dir, **meta)
         names.append(dataset)
@@ -174,5 +264,10 @@ def register_custom_dataset(cfg):
     if not custom.ROOT:
         return []
     return register_folder_sem_seg(
-        custom.ROOT, custom.NAME, list(custom.CLASSES), [list(c) for c in custom.COLORS], custom.IGNORE_LABEL
+        custom.ROOT,
+        custom.NAME,
+        list(custom.CLASSES),
+        [list(c) for c in custom.COLORS],
+        custom.IGNORE_LABEL,
+        output_dir=cfg.OUTPUT_DIR,
     )
