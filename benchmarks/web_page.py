@@ -215,8 +215,13 @@ class DemoPage:
         return float(self._script(f"return document.body.dataset.{kind}Seconds"))
 
     def screenshot(self, path):
-        """A PNG of the whole page (the window grown to its height)."""
-        width = self.driver.get_window_size()["width"]
-        height = self._script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(width, height + 20)
-        self.driver.save_screenshot(path)
+        """A PNG of the whole page, also what is scrolled out of the window."""
+        width, height = self._script(
+            "const e = document.documentElement; return [e.scrollWidth, e.scrollHeight];"
+        )
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}},
+        )
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
