@@ -210,6 +210,7 @@ def test_the_api_answers_bad_requests_with_one_line_messages(served, tmp_path):
         ("/api/segment?name=big.bin", b"0" * (2**20 + 1), 413, "The file is 1.0 MB, more than the server accepts"),
         ("/api/weights", json.dumps({"name": "../tiny_model.pth"}).encode(), 400, "'../tiny_model.pth' is not a"),
         ("/api/samples/7", None, 400, "There is no sample 7"),
+        ("/api/samples/first", None, 400, "sample must be a whole number"),
         ("/api/nothing", None, 404, "No page /api/nothing here"),
     ]
     for path, data, expected_status, expected in cases:
@@ -274,11 +275,14 @@ def test_with_a_sliding_window_the_prediction_uses_it_and_the_attention_is_the_t
     assert point.cell == (3, 5) and point.position_map.shape == (60, 100, 3)
 
 
-def test_overrides_come_at_the_end_or_after_opts():
+def test_overrides_come_at_the_end_or_after_opts(capsys):
     args = web_demo.get_parser().parse_args(["--config-file", "c.yaml", "--port", "9", "A.B", "1", "--opts", "C", "2"])
     assert web_demo.config_overrides(args) == ["A.B", "1", "C", "2"] and args.port == 9
     args = web_demo.get_parser().parse_args(["--config-file", "c.yaml", "--opts", "C", "2"])
     assert web_demo.config_overrides(args) == ["C", "2"] and args.host == "127.0.0.1"
+    with pytest.raises(SystemExit) as exit_info:
+        web_demo.main(["--config-file", BASE_CONFIG, "--channels", "0"])
+    assert exit_info.value.code == 2 and "--channels must be positive, got 0" in capsys.readouterr().err
 
 
 def test_weights_that_do_not_fit_at_start_end_in_one_line(tmp_path):

@@ -23,6 +23,7 @@ import collections
 import itertools
 import json
 import logging
+import mimetypes
 import os
 import sys
 import threading
@@ -140,10 +141,13 @@ class WebDemo:
         }
 
     def sample(self, index):
+        """The bytes and the content type of sample ``index``."""
         if not 0 <= index < len(self.samples):
-            raise InputError(f"There is no sample {index}: the page offers samples 0..{len(self.samples) - 1}")
-        with open(self.samples[index], "rb") as f:
-            return f.read()
+            offered = f"samples 0..{len(self.samples) - 1}" if self.samples else "no samples"
+            raise InputError(f"There is no sample {index}: the server offers {offered}")
+        path = self.samples[index]
+        with open(path, "rb") as f:
+            return f.read(), mimetypes.guess_type(path)[0] or "application/octet-stream"
 
     def segment(self, data, name):
         """The page's view of the prediction of an image file's bytes."""
@@ -235,7 +239,7 @@ def make_handler(demo):
             elif url.path == "/api/info":
                 self._answer(demo.info)
             elif url.path.startswith("/api/samples/"):
-                self._answer_bytes(lambda: demo.sample(_integer(url.path.rpartition("/")[2], "sample")))
+                self._answer_sample(url.path.rpartition("/")[2])
             elif url.path == "/api/attention":
                 self._answer(
                     lambda: demo.attention(query.get("id"), _integer(query.get("x"), "x"), _integer(query.get("y"), "y"))
@@ -258,7 +262,10 @@ def make_handler(demo):
             length = _integer(self.headers.get("Content-Length") or 0, "Content-Length")
             limit = demo.info()["max_upload_bytes"]
             if length > limit:
-                self.close_connection = True  # the rest of the body is not read
+                # Read and drop the body in pieces: a client sending it gets the
+                # answer rather than a connection reset.
+                for start in range(0, length, 2**20):
+                    self.rfile.read(min(2**20, length - start))
                 raise ImageTooLargeError(
                     f"The file is {length / 2**20:.1f} MB, more than the server accepts "
                     f"({limit / 2**20:g} MB, --max-upload-mb)"
@@ -271,9 +278,10 @@ def make_handler(demo):
             except Exception as e:  # noqa: BLE001  (every failure becomes a message in the page)
                 self._send_error(e)
 
-        def _answer_bytes(self, compute):
+        def _answer_sample(self, index):
             try:
-                self._send(HTTPStatus.OK, "application/octet-stream", compute())
+                data, content_type = demo.sample(_integer(index, "sample"))
+                self._send(HTTPStatus.OK, content_type, data)
             except Exception as e:  # noqa: BLE001
                 self._send_error(e)
 
@@ -319,6 +327,9 @@ def _integer(text, what):
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
+    for option in ("memory_limit_mb", "max_upload_mb", "panel_width", "channels"):
+        if getattr(args, option) <= 0:
+            parser.error(f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
     with exit_on_input_error("web_demo.py"):
         cfg = load_config(args.config_file, config_overrides(args))
         cfg.freeze()
