@@ -152,6 +152,19 @@ class DemoPage:
         field = self.driver.find_element("id", "file-input")
         self._answered(lambda: field.send_keys(os.path.abspath(path)))
 
+    def drop(self, path):
+        """Drop the file ``path`` on the page's drop zone (a drop event carrying
+        the file, as a drag from the desktop ends: WebDriver cannot drag files)."""
+        with open(path, "rb") as f:
+            data = base64.b64encode(f.read()).decode("ascii")
+        script = (
+            "const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));"
+            "const transfer = new DataTransfer(); transfer.items.add(new File([bytes], arguments[1]));"
+            "document.getElementById('drop-zone').dispatchEvent("
+            "new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));"
+        )
+        self._answered(lambda: self._script(script, data, os.path.basename(path)))
+
     def pick_sample(self, index):
         sample = self.driver.find_elements("css selector", "#samples img")[index]
         self._answered(sample.click)

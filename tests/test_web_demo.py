@@ -150,12 +150,19 @@ def test_page_segments_as_demo_and_shows_the_tools_attention(served, page, tmp_p
             assert columns_where(channel_band, channel_map)
 
 
-def test_a_generated_sample_is_segmented_as_demo_does(served, page, tmp_path, toy_cityscapes):
+def test_a_generated_sample_or_a_dropped_image_is_segmented_as_demo_does(served, page, tmp_path, toy_cityscapes):
     page.pick_sample(1)
     assert page.message() == ""
     sample = DatasetCatalog.get(toy_cityscapes["val"])[1]["file_name"]
     train_ids, _ = run_demo(tmp_path, sample, served["weights"])
     np.testing.assert_array_equal(page.picture("download"), train_ids)
+
+    Image.fromarray(random_image(36, 44, seed=8)).save(tmp_path / "dropped.png")
+    page.drop(tmp_path / "dropped.png")
+    assert page.message() == ""
+    train_ids, _ = run_demo(tmp_path, tmp_path / "dropped.png", served["weights"])
+    np.testing.assert_array_equal(page.picture("download"), train_ids)
+    assert page.driver.find_element("id", "download").get_attribute("download") == "dropped_pred.png"
 
 
 def test_bad_input_gets_a_message_in_the_page_and_the_server_keeps_serving(served, page, tmp_path):
