@@ -50,7 +50,9 @@ def cpu_name():
 
 
 def summary(seconds):
-    return f"median {statistics.median(seconds):.3f} s (min {min(seconds):.3f}, max {max(seconds):.3f}, n={len(seconds)})"
+    return (
+        f"median {statistics.median(seconds):.3f} s (min {min(seconds):.3f}, max {max(seconds):.3f}, n={len(seconds)})"
+    )
 
 
 def main(argv=None):
@@ -75,7 +77,8 @@ def main(argv=None):
             upload.append(page.seconds("segment"))
             page.click_pixel(x, y)
             click.append(page.seconds("attention"))
-        print(f"{cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads by default")
+        threads = torch.get_num_threads()
+        print(f"{cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, {threads} threads by default")
         print(f"{args.config_file} {' '.join(args.overrides)} on {args.image} ({width}x{height})")
         print(f"upload to prediction shown: {summary(upload)}")
         print(f"click on ({x}, {y}) to its attention shown: {summary(click)}")

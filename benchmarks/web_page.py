@@ -199,7 +199,9 @@ class DemoPage:
 
     def attention_point(self):
         """The image point (x, y) whose attention is shown."""
-        return tuple(int(v) for v in self._script("return document.getElementById('attention').dataset.point").split(","))
+        return tuple(
+            int(v) for v in self._script("return document.getElementById('attention').dataset.point").split(",")
+        )
 
     def channel_maps(self):
         """{channel index: pixels of its map} of the channels shown."""
@@ -229,12 +231,14 @@ class DemoPage:
 
     def screenshot(self, path):
         """A PNG of the whole page, also what is scrolled out of the window."""
-        width, height = self._script(
-            "const e = document.documentElement; return [e.scrollWidth, e.scrollHeight];"
-        )
+        width, height = self._script("const e = document.documentElement; return [e.scrollWidth, e.scrollHeight];")
         shot = self.driver.execute_cdp_cmd(
             "Page.captureScreenshot",
-            {"format": "png", "captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}},
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            },
         )
         with open(path, "wb") as f:
             f.write(base64.b64decode(shot["data"]))

@@ -47,7 +47,9 @@ def random_image(height, width, seed):
 
 
 def files_under(folder):
-    return sorted(os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names)
+    return sorted(
+        os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names
+    )
 
 
 @pytest.fixture(scope="module")

@@ -65,14 +65,18 @@ def get_parser():
     )
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default 8080)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)"
+    )
     parser.add_argument("--output", help="folder for the server's log.txt (default OUTPUT_DIR/web_demo)")
     parser.add_argument(
         "--memory-limit-mb", type=float, default=4096,
         help="refuse images whose segmentation would take more memory than this beyond the model (default 4096)",
     )  # fmt: skip
     parser.add_argument("--max-upload-mb", type=float, default=64, help="largest file accepted (default 64)")
-    parser.add_argument("--samples", type=int, default=8, help="how many images of DATASETS.TEST[0] to offer (default 8)")
+    parser.add_argument(
+        "--samples", type=int, default=8, help="how many images of DATASETS.TEST[0] to offer (default 8)"
+    )
     parser.add_argument("--panel-width", type=int, default=480, help="attention maps wider than this are scaled down")
     parser.add_argument("--channels", type=int, default=4, help="how many channels to show for a pixel (default 4)")
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
@@ -182,11 +186,14 @@ class WebDemo:
             result = self.results.get(result_id)
             if result is None:
                 raise ResultExpiredError(
-                    f"The server no longer keeps result {result_id} (it keeps the last {KEPT_RESULTS}): segment the image again"
+                    f"The server no longer keeps result {result_id} (it keeps the last {KEPT_RESULTS}): "
+                    "segment the image again"
                 )
             if result["attention"] is None:
                 result["attention"] = self.segmenter.attention(result["image"])
-            point = explain_point(result["attention"], result["image"], (x, y), self.args.panel_width, self.args.channels)
+            point = explain_point(
+                result["attention"], result["image"], (x, y), self.args.panel_width, self.args.channels
+            )
         return {
             "point": list(point.point),
             "cell": list(point.cell),
@@ -202,12 +209,16 @@ class WebDemo:
         """Switch to checkpoint ``name`` of the weights' folder; weights that do
         not fit the config raise an InputError and the current ones stay."""
         if name not in self.weight_choices() or self.weights_folder() is None:
-            raise InputError(f"{name!r} is not a checkpoint of the weights' folder: pick one of {self.weight_choices()}")
+            raise InputError(
+                f"{name!r} is not a checkpoint of the weights' folder: pick one of {self.weight_choices()}"
+            )
         path = os.path.join(self.weights_folder(), name)
         try:
             model = build_inference_model(self.cfg, weights=path)
         except InputError as e:
-            raise InputError(f"{name} does not fit {self.args.config_file}, still using {self.info()['weights']}: {e}") from e
+            raise InputError(
+                f"{name} does not fit {self.args.config_file}, still using {self.info()['weights']}: {e}"
+            ) from e
         with self.lock:
             self.segmenter = InteractiveSegmenter(self.cfg, model)
             self.weights = path
@@ -242,7 +253,9 @@ def make_handler(demo):
                 self._answer_sample(url.path.rpartition("/")[2])
             elif url.path == "/api/attention":
                 self._answer(
-                    lambda: demo.attention(query.get("id"), _integer(query.get("x"), "x"), _integer(query.get("y"), "y"))
+                    lambda: demo.attention(
+                        query.get("id"), _integer(query.get("x"), "x"), _integer(query.get("y"), "y")
+                    )
                 )
             else:
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": f"No page {url.path} here: open /"})

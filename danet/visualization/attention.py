@@ -183,9 +183,7 @@ def attention_picture(image, train_ids, attention, points, names, colors, channe
         panel_width: panels are scaled down to at most this width.
     """
     small_image, scale = scaled_for_panels(image, panel_width)
-    small_ids = cv2.resize(
-        np.asarray(train_ids, np.uint8), small_image.shape[1::-1], interpolation=cv2.INTER_NEAREST
-    )
+    small_ids = cv2.resize(np.asarray(train_ids, np.uint8), small_image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
     first_row = [_captioned(blend_with_legend(small_image, small_ids, names, colors), "prediction")]
     for (x, y), panel in zip(points, point_panels(attention, image.shape[:2], points, small_image, scale)):
         first_row.append(_captioned(panel, f"point ({x:g}, {y:g})"))

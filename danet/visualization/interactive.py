@@ -138,9 +138,7 @@ def explain_point(attention, image, point, panel_width=480, num_channels=4):
     small_image, scale = scaled_for_panels(image, panel_width)
     (position_map,) = point_panels(attention, image.shape[:2], [point], small_image, scale)
     channels, scores = strongest_channels_at(attention.channel_output, cell, num_channels)
-    return PointAttention(
-        point, cell, position_map, channels, scores, channel_panels(attention, channels, small_image)
-    )
+    return PointAttention(point, cell, position_map, channels, scores, channel_panels(attention, channels, small_image))
 
 
 def strongest_channels_at(response, cell, count):
