@@ -6,11 +6,12 @@ TORCH_SPEC := torch==2.14.1 torchvision==0.29.1
 DETECTRON2_SPEC ?= sal-detectron2==0.7.2
 export DETECTRON2_SPEC
 
-# The export and test extras (requirements-export.txt) are installed with numpy
-# held at the version requirements.txt gave (<2), so pip cannot upgrade it.
+# The export and test extras (requirements-export.txt) and the web demo's test
+# extra (requirements-web.txt) are installed with numpy held at the version
+# requirements.txt gave (<2), so pip cannot upgrade it.
 # The stamp is keyed on everything that decides what gets installed, so a
 # second `make setup` with nothing changed costs nothing.
-SETUP_KEY := $(shell cat requirements.txt requirements-export.txt tools/install_detectron2.sh | sha1sum | cut -c1-12)-$(shell echo '$(TORCH_SPEC) $(DETECTRON2_SPEC)' | sha1sum | cut -c1-8)
+SETUP_KEY := $(shell cat requirements.txt requirements-export.txt requirements-web.txt tools/install_detectron2.sh | sha1sum | cut -c1-12)-$(shell echo '$(TORCH_SPEC) $(DETECTRON2_SPEC)' | sha1sum | cut -c1-8)
 STAMP := $(VENV)/.setup-$(SETUP_KEY)
 
 .PHONY: setup test test-all clean
@@ -24,6 +25,7 @@ $(STAMP):
 	tools/install_detectron2.sh $(VENV)
 	$(PY) -c 'import numpy; print(f"numpy=={numpy.__version__}")' > $(VENV)/numpy-constraint.txt
 	$(PY) -m pip install -q -r requirements-export.txt -c $(VENV)/numpy-constraint.txt
+	$(PY) -m pip install -q -r requirements-web.txt -c $(VENV)/numpy-constraint.txt
 	rm -f $(VENV)/.setup-*
 	touch $@
 
@@ -87,3 +89,12 @@ demo: setup
 	$(PY) tools/visualize_attention.py --config-file configs/demo.yaml --output output/demo/attention \
 		--input "$(DEMO_DATASETS)/toy_cityscapes/leftImg8bit/val/*/*_00000[0-3]_*_leftImg8bit.png" \
 		--opts MODEL.WEIGHTS output/demo/model_final.pth
+
+# The web demo (docs/WEB_DEMO.md) of the model `make demo` trained, offering its
+# generated val images as samples: open http://127.0.0.1:$(WEB_DEMO_PORT)/
+WEB_DEMO_PORT ?= 8080
+.PHONY: web-demo
+web-demo: setup
+	@test -f output/demo/model_final.pth || { echo "output/demo/model_final.pth is missing: run make demo first"; exit 1; }
+	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) tools/web_demo.py --config-file configs/demo.yaml --port $(WEB_DEMO_PORT) \
+		MODEL.WEIGHTS output/demo/model_final.pth

@@ -184,26 +184,49 @@ def attention_picture(image, train_ids, attention, points, names, colors, channe
         channels: channel indices.
         panel_width: panels are scaled down to at most this width.
     """
+    small_image, scale = scaled_for_panels(image, panel_width)
+    small_ids = cv2.resize(np.asarray(train_ids, np.uint8), small_image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    first_row = [_captioned(blend_with_legend(small_image, small_ids, names, colors), "prediction")]
+    for (x, y), panel in zip(points, point_panels(attention, image.shape[:2], points, small_image, scale)):
+        first_row.append(_captioned(panel, f"point ({x:g}, {y:g})"))
+    second_row = [
+        _captioned(panel, f"channel {channel}")
+        for channel, panel in zip(channels, channel_panels(attention, channels, small_image))
+    ]
+    return _stack([_stack(first_row, axis=1), _stack(second_row, axis=1)], axis=0)
+
+
+def scaled_for_panels(image, panel_width):
+    """The [h, w, 3] image scaled down to at most ``panel_width`` wide, the
+    background of the panels, and the scale."""
     height, width = image.shape[:2]
     scale = min(1.0, panel_width / width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    cells = [attention.cell(point, (height, width)) for point in points]
-    point_maps = attention.to_picture(attention.position_rows(cells), size)
-    channel_maps = attention.to_picture(attention.channel_output[channels], size)
-    small_image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
-    small_ids = cv2.resize(np.asarray(train_ids, np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA), scale
 
-    first_row = [_captioned(blend_with_legend(small_image, small_ids, names, colors), "prediction")]
-    for (x, y), weights in zip(points, point_maps):
+
+def point_panels(attention, image_size, points, small_image, scale):
+    """For each image point (x, y) of the (height, width) image, its
+    position-attention weights as a heat map over ``small_image`` (the image
+    at ``scale``, from :func:`scaled_for_panels`) scaled to their maximum,
+    with the point marked."""
+    cells = [attention.cell(point, image_size) for point in points]
+    panels = []
+    for (x, y), weights in zip(points, attention.to_picture(attention.position_rows(cells), small_image.shape[:2])):
         panel = heat_map(small_image, weights / weights.max())
         mark(panel, ((x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5))
-        first_row.append(_captioned(panel, f"point ({x:g}, {y:g})"))
-    second_row = []
-    for channel, response in zip(channels, channel_maps):
+        panels.append(panel)
+    return panels
+
+
+def channel_panels(attention, channels, small_image):
+    """For each channel index, its attended response as a heat map over
+    ``small_image``, from its lowest to its highest value."""
+    panels = []
+    for response in attention.to_picture(attention.channel_output[channels], small_image.shape[:2]):
         low, high = response.min(), response.max()
-        panel = heat_map(small_image, (response - low) / (high - low).clamp(min=1e-12))
-        second_row.append(_captioned(panel, f"channel {channel}"))
-    return _stack([_stack(first_row, axis=1), _stack(second_row, axis=1)], axis=0)
+        panels.append(heat_map(small_image, (response - low) / (high - low).clamp(min=1e-12)))
+    return panels
 
 
 def heat_map(image, values, opacity=0.6):

@@ -1,5 +1,6 @@
 """Pictures of segmentations in a class palette: blended with the image under a
-legend (demo.py), or image | ground truth | prediction side by side (make demo)."""
+legend (demo.py, the web demo), or image | ground truth | prediction side by
+side (make demo); and the share of the pixels each class takes."""
 import cv2
 import numpy as np
 
@@ -30,12 +31,24 @@ def side_by_side(image, gt, prediction, colors, gap=4):
     return np.concatenate([image, spacer, colorize(gt, colors), spacer, colorize(prediction, colors)], axis=1)
 
 
+def blend(image, train_ids, colors, opacity=0.5):
+    """The RGB image blended with the class colours; NO_PREDICTION pixels keep the image."""
+    predicted = train_ids != NO_PREDICTION
+    blended = image.astype(np.float32)
+    blended[predicted] = (1 - opacity) * blended[predicted] + opacity * colors[train_ids[predicted]]
+    return blended.round().astype(np.uint8)
+
+
+def class_shares(train_ids, num_classes):
+    """[num_classes] the fraction of all pixels of a [H, W] train-id map that
+    each class takes (NO_PREDICTION pixels count in the total, for no class)."""
+    counts = np.bincount(np.asarray(train_ids, np.uint8).ravel(), minlength=256)[:num_classes]
+    return counts / max(1, np.asarray(train_ids).size)
+
+
 def blend_with_legend(image, train_ids, names, colors, opacity=0.5):
     """The RGB image blended with the class colours, with a legend of the
     classes present to its right; NO_PREDICTION pixels keep the image."""
-    predicted = train_ids != NO_PREDICTION
-    blend = image.astype(np.float32)
-    blend[predicted] = (1 - opacity) * blend[predicted] + opacity * colors[train_ids[predicted]]
     present = [i for i in np.unique(train_ids) if i != NO_PREDICTION]
     row, swatch, font, scale = 18, 12, cv2.FONT_HERSHEY_SIMPLEX, 0.45
     text_width = max((cv2.getTextSize(names[i], font, scale, 1)[0][0] for i in present), default=0)
@@ -45,6 +58,6 @@ def blend_with_legend(image, train_ids, names, colors, opacity=0.5):
         legend[top : top + swatch, 4 : 4 + swatch] = colors[i]
         cv2.putText(legend, names[i], (swatch + 10, top + swatch - 1), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     canvas = np.full((legend.shape[0], image.shape[1] + legend.shape[1], 3), 255, np.uint8)
-    canvas[: image.shape[0], : image.shape[1]] = blend.round().astype(np.uint8)
+    canvas[: image.shape[0], : image.shape[1]] = blend(image, train_ids, colors, opacity)
     canvas[:, image.shape[1] :] = legend
     return canvas
