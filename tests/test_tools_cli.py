@@ -22,9 +22,10 @@ TOOLS = {
         "analyze_model.py": "tools/analyze_model.py",
         "segment_exported.py": "tools/segment_exported.py",
         "convert_weights.py": "tools/convert_weights.py",
+        "web_demo.py": "tools/web_demo.py",
     }.items()
 }
-CONFIG_TOOLS = ("demo.py", "export_model.py", "visualize_attention.py", "analyze_model.py")
+CONFIG_TOOLS = ("demo.py", "export_model.py", "visualize_attention.py", "analyze_model.py", "web_demo.py")
 
 
 @pytest.fixture
@@ -42,6 +43,7 @@ def tool_argv(name, image, output):
         "export_model.py": ["--config-file", BASE_CONFIG, "--format", "torchscript", "--output", output,
                             "--size", "48", "64"],
         "analyze_model.py": ["--config-file", BASE_CONFIG, "--size", "48", "64"],
+        "web_demo.py": ["--config-file", BASE_CONFIG, "--output", output, "--port", "0"],
         "segment_exported.py": ["--model", os.path.join(output, "model.ts"), "--output", output, "--input", image],
     }[name]  # fmt: skip
 

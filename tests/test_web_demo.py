@@ -24,6 +24,7 @@ from detectron2.modeling import build_model
 from helpers import BASE_CONFIG, TINY_MODEL_OPTS, load_script, one_line_error, save_tiny_weights, tiny_cfg
 
 from benchmarks.web_page import DemoPage, WebDemoServer, browser_missing
+from danet import cli
 from danet.errors import InputError
 from danet.visualization import (
     AttentionRecorder,
@@ -285,10 +286,11 @@ def test_with_a_sliding_window_the_prediction_uses_it_and_the_attention_is_the_t
 
 
 def test_overrides_come_at_the_end_or_after_opts(capsys):
-    args = web_demo.get_parser().parse_args(["--config-file", "c.yaml", "--port", "9", "A.B", "1", "--opts", "C", "2"])
-    assert web_demo.config_overrides(args) == ["A.B", "1", "C", "2"] and args.port == 9
-    args = web_demo.get_parser().parse_args(["--config-file", "c.yaml", "--opts", "C", "2"])
-    assert web_demo.config_overrides(args) == ["C", "2"] and args.host == "127.0.0.1"
+    parser = web_demo.get_parser()
+    args = cli.parse_args(parser, ["--config-file", "c.yaml", "--port", "9", "A.B", "1", "--opts", "C", "2"])
+    assert args.opts == ["A.B", "1", "C", "2"] and args.port == 9
+    args = cli.parse_args(parser, ["--config-file", "c.yaml", "--opts", "C", "2"])
+    assert args.opts == ["C", "2"] and args.host == "127.0.0.1"
     with pytest.raises(SystemExit) as exit_info:
         web_demo.main(["--config-file", BASE_CONFIG, "--channels", "0"])
     assert exit_info.value.code == 2 and "--channels must be positive, got 0" in capsys.readouterr().err

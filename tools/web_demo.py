@@ -38,7 +38,8 @@ from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from danet.config import load_config  # noqa: E402
+from danet import cli  # noqa: E402
+from danet.data.datasets import class_names_and_colors  # noqa: E402
 from danet.engine import build_inference_model  # noqa: E402
 from danet.errors import InputError, exit_on_input_error  # noqa: E402
 from danet.visualization import (  # noqa: E402
@@ -49,7 +50,6 @@ from danet.visualization import (  # noqa: E402
     decode_image,
     explain_point,
 )
-from demo import class_names_and_colors, predict_train_ids  # noqa: E402
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web_demo.html")
 WEIGHTS_EXTENSIONS = (".pth", ".pkl", ".pt")
@@ -63,7 +63,7 @@ def get_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
     )
-    parser.add_argument("--config-file", required=True, metavar="FILE")
+    cli.add_config_arguments(parser)
     parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default 8080)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)"
@@ -79,14 +79,7 @@ def get_parser():
     )
     parser.add_argument("--panel-width", type=int, default=480, help="attention maps wider than this are scaled down")
     parser.add_argument("--channels", type=int, default=4, help="how many channels to show for a pixel (default 4)")
-    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
     return parser
-
-
-def config_overrides(args):
-    """The trailing KEY VALUE pairs, then those after --opts."""
-    return [value for value in args.overrides if value != "--opts"] + args.opts
 
 
 class ResultExpiredError(InputError):
@@ -158,7 +151,7 @@ class WebDemo:
         image = decode_image(data, name, self.args.memory_limit_mb, len(self.names))
         with self.lock:
             logits, attention = self.segmenter.segment(image)
-            train_ids = predict_train_ids(logits)
+            train_ids = cli.predict_train_ids(logits)
             result_id = str(next(self.result_ids))
             self.results[result_id] = {"image": image, "attention": attention}
             while len(self.results) > KEPT_RESULTS:
@@ -339,16 +332,14 @@ def _integer(text, what):
 
 def main(argv=None):
     parser = get_parser()
-    args = parser.parse_args(argv)
+    args = cli.parse_args(parser, argv)
     for option in ("memory_limit_mb", "max_upload_mb", "panel_width", "channels"):
         if getattr(args, option) <= 0:
             parser.error(f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}")
     with exit_on_input_error("web_demo.py"):
-        cfg = load_config(args.config_file, config_overrides(args))
+        cfg = cli.config_from_args(args)
         cfg.freeze()
-        output = args.output or os.path.join(cfg.OUTPUT_DIR, "web_demo")
-        if os.path.exists(output) and not os.path.isdir(output):
-            raise InputError(f"--output {output} is a file: give a folder for the server's log")
+        output = cli.output_folder(args.output or os.path.join(cfg.OUTPUT_DIR, "web_demo"))
         setup_logger(output, name="web_demo", abbrev_name="web_demo")
         demo = WebDemo(cfg, args)
     try:
