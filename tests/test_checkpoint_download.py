@@ -98,6 +98,6 @@ def test_unreachable_url_is_one_line_naming_it_and_what_to_do(server, cache, whe
     message = str(error.value)
     reason = "Connection refused" if where == "no server" else "HTTP Error 404"
     assert f"MODEL.WEIGHTS {url}: cannot download it (" in message and reason in message
-    assert "set MODEL.WEIGHTS to the file" in message and str(cache) in message
+    assert "give MODEL.WEIGHTS the file" in message and str(cache) in message
     assert "\n" not in message and len(message) < 400
     assert cached_files(cache) == []

@@ -51,20 +51,20 @@ def expected_hash_prefix(url):
     return match[1] if match else None
 
 
-def fetch_checkpoint(url):
+def fetch_checkpoint(url, source="MODEL.WEIGHTS"):
     """The local path of the checkpoint at ``url``, downloaded into the cache
-    unless it is there already. Raises CheckpointError (one line naming the
-    URL and what to do) when it cannot be downloaded whole."""
+    unless it is there already. Raises CheckpointError (one line naming
+    ``source``, the URL and what to do) when it cannot be downloaded whole."""
     path = cached_path(url)
     with file_lock(path):  # one download per machine when several processes start at once
         if not os.path.isfile(path):
-            _download(url, path)
+            _download(url, path, source)
     return path
 
 
-def _download(url, path):
+def _download(url, path, source):
     advice = (
-        f"download it on a machine with network and set MODEL.WEIGHTS to the file, "
+        f"download it on a machine with network and give {source} the file, "
         f"or copy it to {path} ($FVCORE_CACHE sets the cache folder)"
     )
     tmp_path = f"{path}.{os.getpid()}.tmp"
@@ -73,11 +73,11 @@ def _download(url, path):
         received, expected_bytes, sha256 = _stream(url, tmp_path, os.path.basename(path))
         problem = _download_problem(received, expected_bytes, sha256, expected_hash_prefix(url))
         if problem:
-            raise CheckpointError(f"MODEL.WEIGHTS {url}: the download is {problem}; nothing was cached: retry, or {advice}")
+            raise CheckpointError(f"{source} {url}: the download is {problem}; nothing was cached: retry, or {advice}")
         os.replace(tmp_path, path)
     except (urllib.error.URLError, OSError) as e:  # no network, DNS, refused, HTTP errors, timeouts
         reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-        raise CheckpointError(f"MODEL.WEIGHTS {url}: cannot download it ({reason}); {advice}") from e
+        raise CheckpointError(f"{source} {url}: cannot download it ({reason}); {advice}") from e
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
