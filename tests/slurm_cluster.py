@@ -86,9 +86,10 @@ class SlurmCluster:
             f.write(self._slurm_conf())
         try:
             # --force: munged refuses a socket in a folder others cannot enter; only root uses it here.
-            self._start("munged", "--foreground", "--force", f"--socket={self._path('munge.socket')}",
-                        f"--key-file={key}", f"--pid-file={self._path('munged.pid')}",
-                        f"--log-file={self._path('munged.log')}", f"--seed-file={self._path('munged.seed')}")  # fmt: skip
+            files = {"socket": "munge.socket", "pid-file": "munged.pid", "log-file": "munged.log",
+                     "seed-file": "munged.seed"}  # fmt: skip
+            self._start("munged", "--foreground", "--force", f"--key-file={key}",
+                        *(f"--{option}={self._path(name)}" for option, name in files.items()))  # fmt: skip
             self._wait(lambda: os.path.exists(self._path("munge.socket")), timeout, "munged's socket")
             self._start("slurmctld", "-D", "-f", self.conf)
             self._start("slurmd", "-D", "-f", self.conf, "-N", self.node)

@@ -40,6 +40,8 @@ TRAIN_TORCHRUN = os.path.join(REPO, "tools", "slurm", "train_torchrun.sbatch")
 # The scripts' #SBATCH lines ask for GPUs; on this cluster's CPUs: two tasks of one CPU.
 ON_CPUS = ("--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=10")
 TORCHRUN_ON_CPUS = ("--gpus-per-node=0", "--ntasks-per-node=1", "--cpus-per-task=2", "--time=10")
+# The longest jobs start first; the others wait in SLURM's queue for a free CPU.
+FIRST = (*ON_CPUS, "--nice=-100")
 # Training whose every iteration is the same whatever the data order (see above).
 ORDER_FREE = [
     *TINY_DEMO, "INPUT.SCALE.RANGE", "(1.0, 1.0)", "INPUT.CROP.ENABLED", "False", "INPUT.RANDOM_FLIP", "none",
@@ -123,14 +125,14 @@ def seconds(duration):
     return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + secs
 
 
-def uninterrupted(cluster, datasets, folder, opts):
-    job = submit(cluster, datasets, folder, TRAIN, ON_CPUS, *opts)
+def uninterrupted(cluster, datasets, folder, opts, options=ON_CPUS):
+    job = submit(cluster, datasets, folder, TRAIN, options, *opts)
     job.wait_state("COMPLETED", "training to complete")
     return job
 
 
 def stopped_at_time_limit(cluster, datasets, folder):
-    job = submit(cluster, datasets, folder, TRAIN, ON_CPUS, *LONG)
+    job = submit(cluster, datasets, folder, TRAIN, FIRST, *LONG)
     job.wait(lambda: job.text("metrics.json"), "training to write its first metrics (iteration 19)")
     # Lower the time limit so that train.sbatch's --signal=USR1@120 is due: SLURM sends
     # it at its next time-limit check (every 30 s), at least 90 s before the new limit.
@@ -144,40 +146,34 @@ def stopped_at_time_limit(cluster, datasets, folder):
     return job
 
 
-def preempted_with_scancel(cluster, datasets, folder):
-    # With a data-loader worker, which SLURM signals with the task.
-    job = submit(cluster, datasets, folder, TRAIN, ON_CPUS, *SHORT, "DATALOADER.NUM_WORKERS", "1")
-    job.wait(lambda: (job.output_dir / "model_0000003.pth").exists(), "the checkpoint of iteration 3")
+def interrupted(interrupt, script=TRAIN, options=ON_CPUS, opts=(), env=()):
+    """The scenario of a SHORT job of ``script`` that ``interrupt(cluster, job)``
+    interrupts after its first periodic checkpoint (iteration 3), until the
+    requeued job completes."""
+
+    def scenario(cluster, datasets, folder):
+        job = submit(cluster, datasets, folder, script, options, *SHORT, *opts, env=env)
+        job.wait(lambda: (job.output_dir / "model_0000003.pth").exists(), "the checkpoint of iteration 3")
+        interrupt(cluster, job)
+        job.wait_state("COMPLETED", "the requeued job to complete")
+        return job
+
+    return scenario
+
+
+def scancel_signal_term(cluster, job):
     cluster.run("scancel", "--signal=TERM", job.id)
-    job.wait_state("COMPLETED", "the requeued job to complete")
-    return job
 
 
-def requeued_with_scontrol(cluster, datasets, folder):
-    job = submit(cluster, datasets, folder, TRAIN, ON_CPUS, *SHORT)
-    job.wait(lambda: (job.output_dir / "model_0000003.pth").exists(), "the checkpoint of iteration 3")
+def scontrol_requeue(cluster, job):
     cluster.run("scontrol", "requeue", job.id)
-    job.wait_state("COMPLETED", "the requeued job to complete")
-    return job
 
 
-def task_killed(cluster, datasets, folder):
-    job = submit(cluster, datasets, folder, TRAIN, ON_CPUS, *SHORT)
-    job.wait(lambda: (job.output_dir / "model_0000003.pth").exists(), "the checkpoint of iteration 3")
+def kill_task_1_then_requeue(cluster, job):
     os.kill(cluster.task_pids(job.id)[1], signal.SIGKILL)
     job.notes["failed"] = job.wait_state("FAILED", "the job to fail after its task 1 was killed")
     job.notes["last_checkpoint"] = job.text("last_checkpoint")
-    cluster.run("scontrol", "requeue", job.id)  # what its user does
-    job.wait_state("COMPLETED", "the requeued job to complete")
-    return job
-
-
-def torchrun_preempted(cluster, datasets, folder):
-    job = submit(cluster, datasets, folder, TRAIN_TORCHRUN, TORCHRUN_ON_CPUS, *SHORT, env={"NPROC_PER_NODE": "2"})
-    job.wait(lambda: (job.output_dir / "model_0000003.pth").exists(), "the checkpoint of iteration 3")
-    cluster.run("scancel", "--signal=TERM", job.id)
-    job.wait_state("COMPLETED", "the requeued job to complete")
-    return job
+    scontrol_requeue(cluster, job)  # what its user does
 
 
 def torchrun_failing_after_a_stop(cluster, datasets, folder):
@@ -193,13 +189,14 @@ def torchrun_failing_after_a_stop(cluster, datasets, folder):
 
 
 SCENARIOS = {
-    "long_reference": lambda cluster, datasets, folder: uninterrupted(cluster, datasets, folder, LONG),
+    "long_reference": lambda cluster, datasets, folder: uninterrupted(cluster, datasets, folder, LONG, FIRST),
     "time_limit": stopped_at_time_limit,
     "short_reference": lambda cluster, datasets, folder: uninterrupted(cluster, datasets, folder, SHORT),
-    "scancel": preempted_with_scancel,
-    "scontrol_requeue": requeued_with_scontrol,
-    "task_killed": task_killed,
-    "torchrun": torchrun_preempted,
+    # With a data-loader worker, which SLURM signals with the task.
+    "scancel": interrupted(scancel_signal_term, opts=("DATALOADER.NUM_WORKERS", "1")),
+    "scontrol_requeue": interrupted(scontrol_requeue),
+    "task_killed": interrupted(kill_task_1_then_requeue),
+    "torchrun": interrupted(scancel_signal_term, TRAIN_TORCHRUN, TORCHRUN_ON_CPUS, env={"NPROC_PER_NODE": "2"}),
     "torchrun_failure": torchrun_failing_after_a_stop,
 }
 

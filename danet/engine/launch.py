@@ -102,10 +102,11 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
     os.environ.setdefault("MASTER_ADDR", cluster.master_addr)
     os.environ.setdefault("MASTER_PORT", str(cluster.master_port))
     # Before the rendezvous, which waits for every process: a job that hangs there shows where each one went.
+    master = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     on_gpu = f" on cuda:{torch.cuda.current_device()}" if backend == "nccl" else ""
     print(
         f"{cluster.launcher} process: rank {cluster.rank} of {cluster.world_size}, local rank {cluster.local_rank} "
-        f"of {cluster.local_world_size}, master {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, {backend}{on_gpu}",
+        f"of {cluster.local_world_size}, master {master}, {backend}{on_gpu}",
         file=sys.stderr,
         flush=True,
     )
