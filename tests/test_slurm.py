@@ -138,7 +138,6 @@ def stopped_at_time_limit(cluster, datasets, folder):
     # it at its next time-limit check (every 30 s), at least 90 s before the new limit.
     limit = (seconds(job.info()["RunTime"]) + 150) // 60
     cluster.run("scontrol", "update", f"JobId={job.id}", f"TimeLimit={limit}")
-    job.notes["time_limit"] = limit
     job.wait(lambda: "stopping after iteration" in job.text(), "SLURM's SIGUSR1 before the time limit")
     # The requeued job keeps the job's time limit: raise it, so that the resumed run is not stopped again.
     cluster.run("scontrol", "update", f"JobId={job.id}", "TimeLimit=10")
