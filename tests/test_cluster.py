@@ -1,20 +1,31 @@
 """Preemption (a signal stops training at an iteration every process agrees on,
 with a checkpoint there and exit status 75; the same command resumes) and the
-launchers: torchrun, and srun's variables (simulated: no SLURM here)."""
+launchers: torchrun, srun's variables set by hand, GPU layouts simulated.
+tests/test_slurm.py runs the job scripts on a real SLURM."""
 import logging
 import os
 import re
 import socket
 import sys
+import types
 
 import numpy as np
 import pytest
 import torch
+from detectron2.engine import defaults as d2_defaults
+from detectron2.utils import comm
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from helpers import TINY_DEMO, cpu_cfg, last_metrics, scheduled_lr, train_net
-from danet.engine import PREEMPTED_EXIT_STATUS, build_preemption_hook, cluster_environment, resume_requested
-from danet.engine.launch import ClusterEnvironment, first_host
+from danet.engine import (
+    PREEMPTED_EXIT_STATUS,
+    build_preemption_hook,
+    cluster_environment,
+    create_ddp_model,
+    launch,
+    resume_requested,
+)
+from danet.engine.launch import ClusterEnvironment, cuda_device, first_host
 from danet.errors import InputError
 
 SIGNALLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_net_with_signals.py")
@@ -146,6 +157,56 @@ def test_environments_of_torchrun_and_srun():
             cluster_environment({**slurm, "SLURM_NODELIST": nodelist})
     with pytest.raises(InputError, match=r"SLURM_PROCID='x': expected an integer"):
         cluster_environment({**slurm, "SLURM_PROCID": "x"})
+
+
+class ModelOn(torch.nn.Module):
+    """A stand-in for a model whose parameters are on ``device``: no GPU here."""
+
+    def __init__(self, device):
+        super().__init__()
+        self.device = device
+
+    def parameters(self, recurse=True):
+        yield types.SimpleNamespace(device=self.device)
+
+
+@pytest.mark.parametrize("visible, local_rank, tasks_per_node, device", [
+    (1, 0, 2, 0), (1, 1, 2, 0),  # srun --gpus-per-task 1: each task sees only the GPU bound to it
+    (2, 1, 2, 1), (8, 5, 8, 5),  # every process sees the node's GPUs: torchrun, srun --gpus-per-node
+])  # fmt: skip
+def test_ddp_device_ids_are_the_gpu_each_srun_task_was_given(monkeypatch, visible, local_rank, tasks_per_node, device):
+    # launch() under srun on a simulated node with ``visible`` GPUs, then DDP as DefaultTrainer builds it.
+    slurm = {"SLURM_PROCID": str(local_rank), "SLURM_NTASKS": str(tasks_per_node), "SLURM_LOCALID": str(local_rank),
+             "SLURM_NNODES": "1", "SLURM_NODELIST": "gpu1", "SLURM_JOB_ID": "7"}  # fmt: skip
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current[-1])
+    for module, name in ((torch.distributed, "init_process_group"), (torch.distributed, "destroy_process_group"),
+                         (comm, "create_local_process_group"), (comm, "synchronize")):  # fmt: skip
+        monkeypatch.setattr(module, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(comm, "get_world_size", lambda: tasks_per_node)
+    monkeypatch.setattr(comm, "get_local_rank", lambda: local_rank)
+    ddp_arguments = []
+    monkeypatch.setattr(d2_defaults, "DistributedDataParallel", lambda model, **kwargs: ddp_arguments.append(kwargs))
+
+    # detectron2's build_model puts the model on torch.device("cuda"), the current device.
+    launch(lambda: create_ddp_model(ModelOn(torch.device("cuda", torch.cuda.current_device()))), 1)
+    assert current == [device]
+    assert ddp_arguments[0]["device_ids"] == [device]
+
+
+def test_a_process_without_a_gpu_of_its_own_is_refused():
+    # 4 tasks on a node where each sees 2 GPUs (its own two, or two shared by all): tasks 2 and 3 have none.
+    slurm = {"SLURM_PROCID": "2", "SLURM_NTASKS": "4", "SLURM_LOCALID": "2", "SLURM_NNODES": "1",
+             "SLURM_NODELIST": "gpu1"}  # fmt: skip
+    with pytest.raises(InputError, match="started local process 2 but 2 GPUs are visible: start at most one"):
+        cuda_device(cluster_environment(slurm), visible=2)
 
 
 def test_when_training_resumes_without_the_flag(tmp_path, monkeypatch):

@@ -16,10 +16,14 @@ _d2_create_ddp_model = defaults.create_ddp_model
 
 
 def create_ddp_model(model, **kwargs):
-    """detectron2's create_ddp_model; on CPU (gloo) without ``device_ids``,
-    which DistributedDataParallel rejects for CPU modules."""
-    if comm.get_world_size() > 1 and next(model.parameters()).device.type == "cpu":
-        kwargs.setdefault("device_ids", None)
+    """detectron2's create_ddp_model with ``device_ids`` the model's own device:
+    None on CPU (gloo), which DistributedDataParallel requires for CPU modules,
+    and on CUDA the GPU launch() gave this process. detectron2 would pass the
+    local rank, an invalid ordinal where each task sees only its own GPU
+    (``srun --gpus-per-task 1``: every process uses its device 0)."""
+    if comm.get_world_size() > 1:
+        device = next(model.parameters()).device
+        kwargs.setdefault("device_ids", None if device.type == "cpu" else [device.index])
     return _d2_create_ddp_model(model, **kwargs)
 
 

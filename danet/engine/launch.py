@@ -4,6 +4,7 @@ environment those launchers set."""
 import dataclasses
 import os
 import re
+import sys
 
 import torch
 import torch.distributed as dist
@@ -96,17 +97,19 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
         return main_func(*args)
     backend = "gloo"
     if torch.cuda.is_available():
-        # One visible GPU: the launcher bound it to this process (srun --gpus-per-task 1).
-        device = cluster.local_rank if torch.cuda.device_count() > 1 else 0
-        if device >= torch.cuda.device_count():
-            raise InputError(
-                f"{cluster.launcher} started local process {cluster.local_rank} but {torch.cuda.device_count()} "
-                "GPUs are visible: start at most one process per GPU."
-            )
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(cuda_device(cluster, torch.cuda.device_count()))
         backend = "nccl"
     os.environ.setdefault("MASTER_ADDR", cluster.master_addr)
     os.environ.setdefault("MASTER_PORT", str(cluster.master_port))
+    # Before the rendezvous, which waits for every process: a job that hangs there shows where each one went.
+    master = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    on_gpu = f" on cuda:{torch.cuda.current_device()}" if backend == "nccl" else ""
+    print(
+        f"{cluster.launcher} process: rank {cluster.rank} of {cluster.world_size}, local rank {cluster.local_rank} "
+        f"of {cluster.local_world_size}, master {master}, {backend}{on_gpu}",
+        file=sys.stderr,
+        flush=True,
+    )
     dist.init_process_group(
         backend, init_method="env://", rank=cluster.rank, world_size=cluster.world_size, timeout=DEFAULT_TIMEOUT
     )
@@ -116,6 +119,21 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
         return main_func(*args)
     finally:
         dist.destroy_process_group()
+
+
+def cuda_device(cluster, visible):
+    """The index, among the ``visible`` GPUs, of this process's GPU: its local
+    rank when each process sees all of the node's GPUs (torchrun, srun
+    --gpus-per-node), 0 when it sees only one (srun --gpus-per-task 1, the GPU
+    SLURM bound to the task). DDP's device_ids follow the model onto it
+    (create_ddp_model)."""
+    device = cluster.local_rank if visible > 1 else 0
+    if device >= visible:
+        raise InputError(
+            f"{cluster.launcher} started local process {cluster.local_rank} but {visible} GPUs are visible: "
+            "start at most one process per GPU (srun --gpus-per-task 1, or as many tasks per node as GPUs)."
+        )
+    return device
 
 
 def _integer(env, key, default=None):
