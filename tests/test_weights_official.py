@@ -1,11 +1,10 @@
 """The DANet authors' checkpoints (junfu1115/DANet): their key names and shapes
 are converted, every key is used, and the converted model computes what theirs does.
 
-Their code cannot be installed here. The state dicts below are written from
-reading it: encoding/models/backbone/resnet.py (ResNet, _make_layer,
-Bottleneck), encoding/models/sseg/danet.py (DANet, DANetHead) and
-encoding/nn/da_att.py (PAM_Module, CAM_Module). Their computation is rebuilt
-from the same files as functional forwards of the backbone and the head.
+Their code cannot be installed here. Their state dicts are written from reading
+it (tests/weight_layouts.py); their computation is rebuilt from the same files
+(encoding/models/backbone/resnet.py, encoding/models/sseg/danet.py,
+encoding/nn/da_att.py) as functional forwards of the backbone and the head.
 """
 import os
 
@@ -19,10 +18,9 @@ from detectron2.modeling import BACKBONE_REGISTRY, build_model
 from danet.checkpoint import CheckpointError, SafeCheckpointer
 from danet.config import load_config
 from helpers import CPU_OPTS, REPO, cpu_cfg, load_script
+from weight_layouts import authors_state_dict, save_authors_checkpoint
 
 OFFICIAL_CONFIG = os.path.join(REPO, "configs", "official", "danet101_cityscapes.yaml")
-# Blocks per stage of their resnet50 / resnet101.
-BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # The network of the authors' checkpoint on this branch's backbone, for configs/base.yaml.
 AUTHORS_NETWORK = [
     "MODEL.RESNETS.STEM_TYPE", "basic",
@@ -39,85 +37,6 @@ HAS_DILATED_BACKBONE = "build_dilated_resnet_backbone" in BACKBONE_REGISTRY
 needs_parity_backbone = pytest.mark.skipif(
     not HAS_DILATED_BACKBONE, reason="needs build_dilated_resnet_backbone (contracted dilation; parity branch)"
 )
-
-
-def authors_state_dict(depth=101, planes=64, stem=64, deep_stem=False, num_classes=19, seed=0):
-    """Random tensors under the names and shapes of the authors' DANet
-    (``get_segmentation_model("danet", backbone=f"resnet{depth}", ...)``).
-    Non-trivial BN statistics and non-zero gammas, so every tensor matters."""
-    generator = torch.Generator().manual_seed(seed)
-    shapes = {}
-
-    def conv(name, out_channels, in_channels, k, bias=False):
-        shapes[f"{name}.weight"] = (out_channels, in_channels, k, k)
-        if bias:
-            shapes[f"{name}.bias"] = (out_channels,)
-
-    def bn(name, channels):
-        for attr in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{name}.{attr}"] = (channels,)
-        shapes[f"{name}.num_batches_tracked"] = ()
-
-    # ResNet.__init__: the stem; self.inplanes = stem_width*2 if deep_stem else 64.
-    if deep_stem:
-        conv("pretrained.conv1.0", stem, 3, 3)
-        bn("pretrained.conv1.1", stem)
-        conv("pretrained.conv1.3", stem, stem, 3)
-        bn("pretrained.conv1.4", stem)
-        conv("pretrained.conv1.6", 2 * stem, stem, 3)
-        inplanes = 2 * stem
-    else:
-        conv("pretrained.conv1", stem, 3, 7)
-        inplanes = stem
-    bn("pretrained.bn1", inplanes)
-    # _make_layer: Bottleneck(conv1 1x1, conv2 3x3, conv3 1x1 to planes*4), downsample
-    # (1x1 conv, BN) on the first block of each layer; the model sets pretrained.fc = None.
-    for layer, blocks in enumerate(BLOCKS[depth], start=1):
-        width = planes * 2 ** (layer - 1)
-        for block in range(blocks):
-            name = f"pretrained.layer{layer}.{block}"
-            conv(f"{name}.conv1", width, inplanes, 1)
-            bn(f"{name}.bn1", width)
-            conv(f"{name}.conv2", width, width, 3)
-            bn(f"{name}.bn2", width)
-            conv(f"{name}.conv3", 4 * width, width, 1)
-            bn(f"{name}.bn3", 4 * width)
-            if block == 0:
-                conv(f"{name}.downsample.0", 4 * width, inplanes, 1)
-                bn(f"{name}.downsample.1", 4 * width)
-            inplanes = 4 * width
-    # DANetHead(in_channels=2048, out_channels=nclass): inter_channels = in_channels // 4.
-    inter = inplanes // 4
-    for name, in_channels in (("conv5a", inplanes), ("conv5c", inplanes), ("conv51", inter), ("conv52", inter)):
-        conv(f"head.{name}.0", inter, in_channels, 3)
-        bn(f"head.{name}.1", inter)
-    # PAM_Module(in_dim): query/key convs to in_dim // 8, value conv, gamma of shape (1,).
-    conv("head.sa.query_conv", inter // 8, inter, 1, bias=True)
-    conv("head.sa.key_conv", inter // 8, inter, 1, bias=True)
-    conv("head.sa.value_conv", inter, inter, 1, bias=True)
-    shapes["head.sa.gamma"] = (1,)
-    shapes["head.sc.gamma"] = (1,)  # CAM_Module
-    for name in ("conv6", "conv7", "conv8"):  # Sequential(Dropout2d, Conv2d 1x1)
-        conv(f"head.{name}.1", num_classes, inter, 1, bias=True)
-
-    state_dict = {}
-    for name, shape in shapes.items():
-        if name.endswith("num_batches_tracked"):
-            state_dict[name] = torch.tensor(1000)
-        elif name.endswith("running_var"):
-            state_dict[name] = torch.rand(shape, generator=generator) + 0.5
-        elif name.endswith(("bn1.weight", "bn2.weight", "bn3.weight", ".1.weight", ".4.weight")) and len(shape) == 1:
-            state_dict[name] = torch.rand(shape, generator=generator) + 0.5
-        else:
-            fan_in = max(1, torch.Size(shape[1:]).numel())
-            state_dict[name] = torch.randn(shape, generator=generator) / fan_in**0.5
-    return state_dict
-
-
-def save_authors_checkpoint(path, state_dict):
-    """As their train.py saves it (utils.save_checkpoint of a dict with 'state_dict')."""
-    torch.save({"epoch": 240, "state_dict": state_dict, "best_pred": 0.79}, path)
-    return str(path)
 
 
 def authors_model_cfg(*opts):
