@@ -19,6 +19,7 @@ from this project's converters, which they test).
 Values are random with non-trivial BN statistics and affine parameters, so a
 tensor loaded into the wrong place changes the result.
 """
+import os
 import pickle
 import re
 
@@ -213,8 +214,8 @@ def save_checkpoint(path, layout, state_dict):
     return str(path)
 
 
-# (pattern of a MODEL.WEIGHTS in configs/, its layout, the file suffix that
-# detectron2 reads it by, a function of (match, num_classes) giving the state dict)
+# layout: (pattern of the MODEL.WEIGHTS of configs/ in it, the file suffix detectron2
+# reads it by, a function of (the pattern's match, num_classes) giving its state dict)
 LAYOUTS = {
     "mmseg-resnet-v1c": (
         r"https://download\.openmmlab\.com/pretrain/third_party/resnet(50|101)_v1c-\w+\.pth",
@@ -242,16 +243,22 @@ LAYOUTS = {
         lambda m, num_classes: deeplab_state_dict(int(m[1]) - 2),
     ),
 }
+# The layouts that hold a whole DANet (classifiers included); the others are ImageNet backbones.
+WHOLE_MODELS = ("mmseg", "official")
 
 
 def synthesise_weights(weights, directory, num_classes):
-    """A random checkpoint in the layout of ``weights`` (a MODEL.WEIGHTS of configs/)
-    saved under ``directory``: (its path, the layout's name). AssertionError for a
-    source no layout here describes, so a new kind of weights gets one."""
+    """A random checkpoint in the layout of ``weights`` (a MODEL.WEIGHTS of configs/,
+    for a model of ``num_classes``) in ``directory``: (its path, the layout's name).
+    The same file serves every ``weights`` of the same layout, depth and classes.
+    AssertionError for a source no layout here describes, so a new kind of weights gets one."""
     for layout, (pattern, suffix, make) in LAYOUTS.items():
         match = re.fullmatch(pattern, weights)
         if match:
-            path = save_checkpoint(f"{directory}/{layout}{suffix}", layout, make(match, num_classes))
+            classes = f"-{num_classes}" if layout in WHOLE_MODELS else ""
+            path = os.path.join(directory, f"{layout}-{match[1]}{classes}{suffix}")
+            if not os.path.exists(path):
+                save_checkpoint(path, layout, make(match, num_classes))
             return path, layout
     raise AssertionError(f"no layout in tests/weight_layouts.py describes MODEL.WEIGHTS {weights!r}")
 
