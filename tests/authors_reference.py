@@ -5,6 +5,7 @@ encoding/models/danet.py, encoding/nn/attention.py), their loss
 (SegmentationMultiLosses, encoding/nn/customize.py), their parameter groups and
 poly learning rate (danet/train.py, encoding/utils/lr_scheduler.py).
 """
+
 import torch
 from torch.nn import functional as F
 
@@ -73,7 +74,11 @@ def head_logits(state_dict, x, training=False):
     attention = torch.softmax(energy.max(-1, keepdim=True)[0].expand_as(energy) - energy, dim=-1)
     cam = torch.bmm(attention, flat).view(feat2.shape)
     sc_conv = conv_bn_relu("conv52", state_dict["head.sc.gamma"] * cam + feat2)
-    return conv1x1("head.conv8.1", sa_conv + sc_conv), conv1x1("head.conv6.1", sa_conv), conv1x1("head.conv7.1", sc_conv)
+    return (
+        conv1x1("head.conv8.1", sa_conv + sc_conv),
+        conv1x1("head.conv6.1", sa_conv),
+        conv1x1("head.conv7.1", sc_conv),
+    )
 
 
 def danet_outputs(state_dict, image, res4_dilations, res5_dilations, training=False):
@@ -92,7 +97,9 @@ def multi_loss(outputs, target):
 
 def parameters(state_dict):
     """The tensors SGD trains: all but BN's running statistics and counters."""
-    return {k: v for k, v in state_dict.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    return {
+        k: v for k, v in state_dict.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }
 
 
 def sgd(state_dict, lr, momentum, weight_decay):

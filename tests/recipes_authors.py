@@ -8,6 +8,7 @@ Their later rewrite (the repository's HEAD, experiments/segmentation/train.py)
 cannot train DANet: its SegmentationLosses takes one prediction (two with
 --aux) where DANet returns three, so it is not a source of the recipe.
 """
+
 from collections import namedtuple
 
 COMMIT = "fc0e0639be7e7a57a33186f1fe2fd6a96b920d8b"
@@ -18,6 +19,7 @@ Row = namedtuple("Row", "key value source snippet")
 TRAIN_IMAGES = {"cityscapes": 2975, "ade20k": 20210, "pascal_aug": 10582, "pcontext": 4998}
 
 
+# fmt: off
 def common_rows():
     """What their code does for every dataset."""
     return [
@@ -77,6 +79,7 @@ def common_rows():
         Row("TEST.AUG.AVERAGE", "logits", "encoding/models/base.py:187", "output += flip_image(foutput)"),
         Row("TEST.SLIDING_WINDOW.ENABLED", True, "encoding/models/base.py:117", "stride_rate = 2.0/3.0"),
     ]
+# fmt: on
 
 
 def size_rows(base_size, crop_size, test_base_size, source, snippet):
@@ -86,8 +89,18 @@ def size_rows(base_size, crop_size, test_base_size, source, snippet):
         Row("INPUT.MIN_SIZE_TRAIN", [int(base_size * 0.75), int(base_size * 2.0)], source, snippet),
         Row("INPUT.CROP.SIZE", [crop_size, crop_size], source, snippet),
         # The test's long side becomes the base size: short side up to it, capped by it.
-        Row("INPUT.MIN_SIZE_TEST", test_base_size, "encoding/models/base.py:126", "long_size = int(math.ceil(self.base_size * scale))"),
-        Row("INPUT.MAX_SIZE_TEST", test_base_size, "encoding/models/base.py:126", "long_size = int(math.ceil(self.base_size * scale))"),
+        Row(
+            "INPUT.MIN_SIZE_TEST",
+            test_base_size,
+            "encoding/models/base.py:126",
+            "long_size = int(math.ceil(self.base_size * scale))",
+        ),
+        Row(
+            "INPUT.MAX_SIZE_TEST",
+            test_base_size,
+            "encoding/models/base.py:126",
+            "long_size = int(math.ceil(self.base_size * scale))",
+        ),
         Row("TEST.SLIDING_WINDOW.CROP_SIZE", [crop_size, crop_size], source, snippet),
         Row("TEST.SLIDING_WINDOW.STRIDE", [stride, stride], "encoding/models/base.py:117", "stride_rate = 2.0/3.0"),
     ]
@@ -136,7 +149,12 @@ TABLES = {
 # lead moves each into the rows above once the key exists, dropping the row it replaces.
 PENDING = {
     name: [
-        Row("INPUT.PHOTOMETRIC_DISTORTION.ENABLED", False, "encoding/datasets/base.py:110", "return img, self._mask_transform(mask)"),
+        Row(
+            "INPUT.PHOTOMETRIC_DISTORTION.ENABLED",
+            False,
+            "encoding/datasets/base.py:110",
+            "return img, self._mask_transform(mask)",
+        ),
     ]
     for name in TABLES
 }

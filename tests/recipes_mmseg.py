@@ -4,6 +4,7 @@ its model card (``configs/danet/metafile.yaml``), so the table cannot drift from
 the source. tests/test_recipes.py compares each configs/ file that claims a run
 with these rows key by key; a row's source is the mmseg config key it comes from.
 """
+
 import json
 import os
 from collections import namedtuple
@@ -50,7 +51,8 @@ def _feature(in_index):
 
 def rows(run, config, mmseg_dir):
     """The rows of one mmseg run: ``run`` its metafile entry, ``config`` its mmengine Config."""
-    model, backbone, head, aux = config.model, config.model.backbone, config.model.decode_head, config.model.auxiliary_head
+    model = config.model
+    backbone, head, aux = model.backbone, model.decode_head, model.auxiliary_head
     assert backbone.type == "ResNetV1c" and head.type == "DAHead" and aux.type == "FCNHead", run["Name"]
     train = {step["type"]: step for step in config.train_pipeline}
     test = {step["type"]: step for step in config.test_pipeline}
@@ -64,6 +66,7 @@ def rows(run, config, mmseg_dir):
     if dataset_type == "ConcatDataset":  # VOC aug: VOC train + SBD
         dataset_type = config.train_dataloader.dataset.datasets[0].type
     slide = model.test_cfg.mode == "slide"
+    # fmt: off
     table = [
         Row("MODEL.WEIGHTS", urls[model.pretrained.split("//")[1]], "model.pretrained (mmengine/hub/openmmlab.json)"),
         Row("MODEL.RESNETS.DEPTH", backbone.depth, "model.backbone.depth"),
@@ -125,6 +128,7 @@ def rows(run, config, mmseg_dir):
         Row("TEST.AUG.FLIP", any(f.prob == 1.0 for f in config.tta_pipeline[1].transforms[1]), "tta_pipeline RandomFlip"),
         Row("TEST.AUG.AVERAGE", "probabilities", "tta_model SegTTAModel (merge_preds averages softmax)"),
     ]
+    # fmt: on
     if slide:
         table += [
             Row("TEST.SLIDING_WINDOW.CROP_SIZE", list(model.test_cfg.crop_size), "model.test_cfg.crop_size"),
@@ -152,7 +156,8 @@ def pending(run, config):
     (scheduler,) = config.param_scheduler
     loss = config.model.decode_head.loss_decode
     photometric = train["PhotoMetricDistortion"]
-    resize = [] if _cityscapes_shaped(scale) else [Row("INPUT.RESIZE_TYPE", "scale", "train_pipeline RandomResize (keep_ratio)")]
+    # On Cityscapes RESIZE_TYPE is already "scale" (rows()).
+    resize = [] if _cityscapes_shaped(scale) else [Row("INPUT.RESIZE_TYPE", "scale", "train_pipeline RandomResize")]
     return resize + [
         Row("MODEL.DANET.LOSS_AVERAGE", "valid_pixels" if loss.get("avg_non_ignore") else "all_pixels",
             "model.decode_head.loss_decode.avg_non_ignore (default False)"),

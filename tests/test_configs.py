@@ -8,6 +8,7 @@ with its network narrowed and its pixel sizes divided to fit generated images,
 trains two iterations with train_net.py on generated data in its dataset's
 on-disk layout, and train_net.py --eval-only evaluates what it saved.
 """
+
 import glob
 import math
 import os
@@ -27,9 +28,15 @@ from danet.config import load_config
 from helpers import NARROW_RESNET, REPO, last_metrics
 from test_datasets_standard import DATASETS as STANDARD_DATASETS
 from test_datasets_standard import prepare
-from test_recipes import config_value
 from test_parity_mmseg import mmseg  # noqa: F401  (the mmseg fixture)
-from weight_layouts import evaluation_checkpoint, mmseg_danet_state_dict, mmseg_resnet_v1c_state_dict, synthesise_weights, torchvision_state_dict
+from test_recipes import config_value
+from weight_layouts import (
+    evaluation_checkpoint,
+    mmseg_danet_state_dict,
+    mmseg_resnet_v1c_state_dict,
+    synthesise_weights,
+    torchvision_state_dict,
+)
 
 CONFIGS = sorted(
     os.path.relpath(path, os.path.join(REPO, "configs"))
@@ -95,7 +102,11 @@ def shrunk_sizes(cfg, factor):
 
 
 def backbone_sums(model):
-    return {k: v.double().sum().item() for k, v in model.state_dict().items() if k.startswith("backbone.") and not k.endswith("num_batches_tracked")}
+    return {
+        k: v.double().sum().item()
+        for k, v in model.state_dict().items()
+        if k.startswith("backbone.") and not k.endswith("num_batches_tracked")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +137,9 @@ def load_named_weights(cfg, config_file, directory):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_loads_its_weights_trains_and_evaluates(name, toy_cityscapes, standard_datasets, weights_directory, tmp_path):
+def test_config_loads_its_weights_trains_and_evaluates(
+    name, toy_cityscapes, standard_datasets, weights_directory, tmp_path
+):
     config_file = os.path.join(REPO, "configs", name)
     cfg = load_config(config_file, ON_CPU)
     with torch.no_grad():
@@ -135,18 +148,22 @@ def test_config_loads_its_weights_trains_and_evaluates(name, toy_cityscapes, sta
     family, factor = dataset_of(cfg)
     datasets = []
     if family == "cityscapes":  # the toy Cityscapes in Cityscapes' layout, under other names
-        datasets = ["DATASETS.TRAIN", f"('{toy_cityscapes['train']}',)", "DATASETS.TEST", f"('{toy_cityscapes['val']}',)"]
+        datasets = ["DATASETS.TRAIN", f"('{toy_cityscapes['train']}',)", "DATASETS.TEST", f"('{toy_cityscapes['val']}',)"]  # fmt: skip
     output = tmp_path / "output"
     opts = ON_CPU + TRAINING + shrunk_sizes(cfg, factor) + datasets + ["OUTPUT_DIR", str(output)]
     train_net.main(default_argument_parser().parse_args(["--config-file", config_file, *opts, "DATASETS.TEST", "()"]))
     metrics = last_metrics(output)
     assert metrics["iteration"] == 1
-    expected_losses = {"loss_fused", "loss_position", "loss_channel"} | ({"loss_aux"} if cfg.MODEL.DANET.AUX.ENABLED else set())
+    expected_losses = {"loss_fused", "loss_position", "loss_channel"}
+    if cfg.MODEL.DANET.AUX.ENABLED:
+        expected_losses.add("loss_aux")
     assert {k for k in metrics if k.startswith("loss_")} == expected_losses
     assert all(math.isfinite(metrics[k]) for k in expected_losses)
 
     weights = ["MODEL.WEIGHTS", str(output / "model_final.pth")]
-    results = train_net.main(default_argument_parser().parse_args(["--config-file", config_file, "--eval-only", *opts, *weights]))
+    results = train_net.main(
+        default_argument_parser().parse_args(["--config-file", config_file, "--eval-only", *opts, *weights])
+    )
     tasks = {"sem_seg", "sem_seg_TTA"} if cfg.TEST.AUG.ENABLED else {"sem_seg"}
     assert set(results) == tasks and all(0 <= results[task]["mIoU"] <= 100 for task in tasks)
     shutil.rmtree(output)
@@ -166,7 +183,10 @@ def test_layouts_have_the_names_and_shapes_of_mmseg(mmseg, depth):
     from mmseg.registry import MODELS
 
     configs = os.path.join(os.path.dirname(mmseg.__file__), ".mim", "configs", "danet")
-    for name, num_classes in ((f"danet_r{depth}-d8_4xb2-40k_cityscapes-512x1024.py", 19), (f"danet_r{depth}-d8_4xb4-80k_ade20k-512x512.py", 150)):
+    for name, num_classes in (
+        (f"danet_r{depth}-d8_4xb2-40k_cityscapes-512x1024.py", 19),
+        (f"danet_r{depth}-d8_4xb4-80k_ade20k-512x512.py", 150),
+    ):
         cfg = Config.fromfile(os.path.join(configs, name))
         cfg.model.pretrained = None
         expected = MODELS.build(cfg.model).state_dict()

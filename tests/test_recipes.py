@@ -1,6 +1,7 @@
 """Every config that claims a published recipe holds that recipe's values, key by
 key: mmsegmentation's runs as its own config files give them (tests/recipes_mmseg.py)
 and the DANet authors' as their code does (tests/recipes_authors.py)."""
+
 import glob
 import math
 import os
@@ -17,7 +18,10 @@ from weight_layouts import evaluation_checkpoint
 
 MMSEG_DIR = os.path.join(REFERENCE_DIR, "mmseg")
 MMSEG_CLAIMS = sorted(
-    [os.path.relpath(p, os.path.join(REPO, "configs")) for p in glob.glob(os.path.join(REPO, "configs", "mmseg", "danet_*.yaml"))]
+    [
+        os.path.relpath(p, os.path.join(REPO, "configs"))
+        for p in glob.glob(os.path.join(REPO, "configs", "mmseg", "danet_*.yaml"))
+    ]
     + list(recipes_mmseg.ALIASES)
 )
 # Configs that claim no published recipe of their own, and why.
@@ -77,7 +81,10 @@ def pending_rows_already_set(name, table):
 
 
 def test_every_config_is_checked_against_the_recipe_it_claims():
-    on_disk = {os.path.relpath(p, os.path.join(REPO, "configs")) for p in glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True)}
+    on_disk = {
+        os.path.relpath(p, os.path.join(REPO, "configs"))
+        for p in glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True)
+    }
     classified = set(MMSEG_CLAIMS) | set(recipes_authors.TABLES) | set(NO_RECIPE)
     assert on_disk == classified, "add each new config to a recipe table or to NO_RECIPE"
     assert not set(MMSEG_CLAIMS) & set(recipes_authors.TABLES)
@@ -93,7 +100,11 @@ def test_config_holds_its_mmseg_run(name, mmseg):
     # The auxiliary FCN head is the one this project builds: one 3x3 conv to a quarter of res4's channels.
     aux, head = config.model.auxiliary_head, config.model.decode_head
     assert (aux.num_convs, aux.concat_input, aux.in_channels // aux.channels) == (1, False, 4)
-    assert (aux.dropout_ratio, aux.align_corners, aux.num_classes) == (head.dropout_ratio, head.align_corners, head.num_classes)
+    assert (aux.dropout_ratio, aux.align_corners, aux.num_classes) == (
+        head.dropout_ratio,
+        head.align_corners,
+        head.num_classes,
+    )
 
 
 @pytest.mark.parametrize("name", MMSEG_CLAIMS)

@@ -6,6 +6,7 @@ LR), in float64 from the same weights on the same batches: every loss term, the
 learning rate of every parameter at every step, and every weight and BN statistic
 after the last step. BN instead of SyncBN (one process) and dropout 0 on both sides.
 """
+
 import os
 
 import pytest
@@ -83,15 +84,19 @@ def random_batches(seed=0):
 
 def train_theirs(state_dict, batches, cfg):
     """Their training loop (danet/train.py Trainer.training) on ``batches``."""
-    state_dict = {k: v.double().clone().requires_grad_(v.is_floating_point() and not k.endswith(("running_mean", "running_var"))) for k, v in state_dict.items()}
+    state_dict = {
+        k: v.double().clone().requires_grad_(v.is_floating_point() and not k.endswith(("running_mean", "running_var")))
+        for k, v in state_dict.items()
+    }
     optimizer = sgd(state_dict, cfg.SOLVER.BASE_LR, cfg.SOLVER.MOMENTUM, cfg.SOLVER.WEIGHT_DECAY)
-    mean, std = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64), torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64)
+    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64)[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64)[:, None, None]
     lrs, losses = [], []
     for iteration, batch in enumerate(batches):
         set_poly_lr(optimizer, cfg.SOLVER.BASE_LR, iteration, cfg.SOLVER.MAX_ITER)
         lrs.append([group["lr"] for group in optimizer.param_groups])
         # ToTensor (/255) then Normalize; labels 255 -> -1.
-        images = torch.stack([(x["image"] / 255 - mean[:, None, None]) / std[:, None, None] for x in batch])
+        images = torch.stack([(x["image"] / 255 - mean) / std for x in batch])
         target = torch.stack([x["sem_seg"] for x in batch])
         target = torch.where(target == 255, IGNORE_INDEX, target)
         optimizer.zero_grad()
@@ -140,4 +145,6 @@ def test_training_steps_match_the_authors(tmp_path):
     compared = [k for k in final if not k.endswith("num_batches_tracked")]
     assert set(compared) <= set(expected)
     for key in compared:
-        torch.testing.assert_close(final[key], expected[key], rtol=tolerance, atol=tolerance * expected[key].abs().max().item(), msg=key)
+        torch.testing.assert_close(
+            final[key], expected[key], rtol=tolerance, atol=tolerance * expected[key].abs().max().item(), msg=key
+        )

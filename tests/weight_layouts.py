@@ -19,6 +19,7 @@ from this project's converters, which they test).
 Values are random with non-trivial BN statistics and affine parameters, so a
 tensor loaded into the wrong place changes the result.
 """
+
 import os
 import pickle
 import re
@@ -57,7 +58,9 @@ def detectron2_names(layer, block, part):
     return f"res{layer + 1}.{block}.{suffix}"
 
 
-def add_bottleneck_stages(shapes, depth, in_channels, prefix="", names=torchvision_names, planes=64, batch_counter=True):
+def add_bottleneck_stages(
+    shapes, depth, in_channels, prefix="", names=torchvision_names, planes=64, batch_counter=True
+):
     """The four stages of a bottleneck ResNet (1x1, 3x3, 1x1 to 4x, a projection
     shortcut on each first block); returns the output channels."""
     for layer, blocks in enumerate(BLOCKS[depth], start=1):

@@ -1,4 +1,5 @@
 """The training optimizer: detectron2's SGD with a learning rate of its own for the head."""
+
 import torch
 
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
