@@ -103,14 +103,14 @@ def add_danet_config(cfg):
     cfg.INPUT.COLOR_AUG.BRIGHTNESS = (0.8, 1.2)
     cfg.INPUT.COLOR_AUG.CONTRAST = (0.8, 1.2)
     cfg.INPUT.COLOR_AUG.SATURATION = (0.8, 1.2)
+    # A training sample that cannot be read or whose label does not fit stops
+    # the run naming the file; True skips such samples with a warning and a count.
+    cfg.DATALOADER.SKIP_BAD_SAMPLES = False
+
     # ---- Optimizer (danet/engine/optimizer.py) ----
     # The learning rate of the head's parameters (sem_seg_head.*, the auxiliary head
     # included) is SOLVER.BASE_LR times this: the DANet authors train the head at 10x.
     cfg.SOLVER.HEAD_LR_FACTOR = 1.0
-
-    # A training sample that cannot be read or whose label does not fit stops
-    # the run naming the file; True skips such samples with a warning and a count.
-    cfg.DATALOADER.SKIP_BAD_SAMPLES = False
 
     # ---- Preemption (danet/engine/preemption.py; README "Clusters") ----
     # On one of these signals training finishes the iteration, every process
