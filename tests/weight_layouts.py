@@ -7,14 +7,16 @@ from this project's converters, which they test).
   ResNetV1c (deep stem 32-32-64 as ``stem.0``-``stem.7``), under "state_dict".
 * mmsegmentation's DANet checkpoints: EncoderDecoder with ResNetV1c, DAHead
   (mmseg/models/decode_heads/da_head.py) and FCNHead, {"meta", "state_dict"}.
-* The DANet authors' checkpoints (junfu1115/DANet): encoding/models/backbone/resnet.py
-  (ResNet, _make_layer, Bottleneck), encoding/models/sseg/danet.py (DANet,
-  DANetHead) and encoding/nn/da_att.py (PAM_Module, CAM_Module), as their
+* The DANet authors' checkpoints (junfu1115/DANet): ResNet, _make_layer and
+  Bottleneck (encoding/dilated/resnet.py at fc0e063, encoding/models/backbone/resnet.py
+  at HEAD), DANet and DANetHead (encoding/models/danet.py, .../sseg/danet.py),
+  PAM_Module and CAM_Module (encoding/nn/attention.py, da_att.py), as their
   train.py saves them ({"epoch", "state_dict", "best_pred"}).
 * detectron2's DeepLab ImageNet ResNets (``detectron2://DeepLab/R-{52,103}.pkl``):
   detectron2's ResNet names (``stem.conv1`` .. ``res5.2.conv3``, ``.norm``) with
   the deep stem 64-64-128, numpy arrays in a pickle {"model", "__author__",
-  "matching_heuristics"} as detectron2's tools/convert-torchvision-to-d2.py writes.
+  "matching_heuristics"} as detectron2's tools/convert-torchvision-to-d2.py writes
+  (assumed: the files cannot be downloaded here).
 
 Values are random with non-trivial BN statistics and affine parameters, so a
 tensor loaded into the wrong place changes the result.
