@@ -21,6 +21,7 @@ from danet.data import build_test_mapper, build_train_mapper
 from danet.engine import (
     adapt_to_device,
     build_inference_model,
+    build_optimizer,
     build_preemption_hook,
     check_num_gpus,
     launch,
@@ -63,6 +64,11 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         return shield_data_workers(build_detection_test_loader(cfg, dataset_name, mapper=build_test_mapper(cfg)), cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        # detectron2's SGD; the head at SOLVER.HEAD_LR_FACTOR times the learning rate.
+        return build_optimizer(cfg, model)
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):

@@ -134,6 +134,11 @@ def add_danet_config(cfg):
     # the run naming the file; True skips such samples with a warning and a count.
     cfg.DATALOADER.SKIP_BAD_SAMPLES = False
 
+    # ---- Optimizer (danet/engine/optimizer.py) ----
+    # The learning rate of the head's parameters (sem_seg_head.*, the auxiliary head
+    # included) is SOLVER.BASE_LR times this: the DANet authors train the head at 10x.
+    cfg.SOLVER.HEAD_LR_FACTOR = 1.0
+
     # ---- Preemption (danet/engine/preemption.py; README "Clusters") ----
     # On one of these signals training finishes the iteration, every process
     # stops at the same one, the main process saves model_<iter>_preempted.pth

@@ -1,11 +1,9 @@
 """The DANet authors' checkpoints (junfu1115/DANet): their key names and shapes
 are converted, every key is used, and the converted model computes what theirs does.
 
-Their code cannot be installed here. The state dicts below are written from
-reading it: encoding/models/backbone/resnet.py (ResNet, _make_layer,
-Bottleneck), encoding/models/sseg/danet.py (DANet, DANetHead) and
-encoding/nn/da_att.py (PAM_Module, CAM_Module). Their computation is rebuilt
-from the same files as functional forwards of the backbone and the head.
+Their code cannot be installed here. Their state dicts are written from reading
+it (tests/weight_layouts.py), their computation rebuilt from the same files as
+functional forwards of the backbone and the head (tests/authors_reference.py).
 """
 import os
 
@@ -19,10 +17,10 @@ from detectron2.modeling import BACKBONE_REGISTRY, build_model
 from danet.checkpoint import CheckpointError, SafeCheckpointer
 from danet.config import load_config
 from helpers import CPU_OPTS, REPO, cpu_cfg, load_script
+from authors_reference import backbone_features, head_logits
+from weight_layouts import authors_state_dict, save_authors_checkpoint
 
 OFFICIAL_CONFIG = os.path.join(REPO, "configs", "official", "danet101_cityscapes.yaml")
-# Blocks per stage of their resnet50 / resnet101.
-BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # The network of the authors' checkpoint on this branch's backbone, for configs/base.yaml.
 AUTHORS_NETWORK = [
     "MODEL.RESNETS.STEM_TYPE", "basic",
@@ -39,85 +37,6 @@ HAS_DILATED_BACKBONE = "build_dilated_resnet_backbone" in BACKBONE_REGISTRY
 needs_parity_backbone = pytest.mark.skipif(
     not HAS_DILATED_BACKBONE, reason="needs build_dilated_resnet_backbone (contracted dilation; parity branch)"
 )
-
-
-def authors_state_dict(depth=101, planes=64, stem=64, deep_stem=False, num_classes=19, seed=0):
-    """Random tensors under the names and shapes of the authors' DANet
-    (``get_segmentation_model("danet", backbone=f"resnet{depth}", ...)``).
-    Non-trivial BN statistics and non-zero gammas, so every tensor matters."""
-    generator = torch.Generator().manual_seed(seed)
-    shapes = {}
-
-    def conv(name, out_channels, in_channels, k, bias=False):
-        shapes[f"{name}.weight"] = (out_channels, in_channels, k, k)
-        if bias:
-            shapes[f"{name}.bias"] = (out_channels,)
-
-    def bn(name, channels):
-        for attr in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{name}.{attr}"] = (channels,)
-        shapes[f"{name}.num_batches_tracked"] = ()
-
-    # ResNet.__init__: the stem; self.inplanes = stem_width*2 if deep_stem else 64.
-    if deep_stem:
-        conv("pretrained.conv1.0", stem, 3, 3)
-        bn("pretrained.conv1.1", stem)
-        conv("pretrained.conv1.3", stem, stem, 3)
-        bn("pretrained.conv1.4", stem)
-        conv("pretrained.conv1.6", 2 * stem, stem, 3)
-        inplanes = 2 * stem
-    else:
-        conv("pretrained.conv1", stem, 3, 7)
-        inplanes = stem
-    bn("pretrained.bn1", inplanes)
-    # _make_layer: Bottleneck(conv1 1x1, conv2 3x3, conv3 1x1 to planes*4), downsample
-    # (1x1 conv, BN) on the first block of each layer; the model sets pretrained.fc = None.
-    for layer, blocks in enumerate(BLOCKS[depth], start=1):
-        width = planes * 2 ** (layer - 1)
-        for block in range(blocks):
-            name = f"pretrained.layer{layer}.{block}"
-            conv(f"{name}.conv1", width, inplanes, 1)
-            bn(f"{name}.bn1", width)
-            conv(f"{name}.conv2", width, width, 3)
-            bn(f"{name}.bn2", width)
-            conv(f"{name}.conv3", 4 * width, width, 1)
-            bn(f"{name}.bn3", 4 * width)
-            if block == 0:
-                conv(f"{name}.downsample.0", 4 * width, inplanes, 1)
-                bn(f"{name}.downsample.1", 4 * width)
-            inplanes = 4 * width
-    # DANetHead(in_channels=2048, out_channels=nclass): inter_channels = in_channels // 4.
-    inter = inplanes // 4
-    for name, in_channels in (("conv5a", inplanes), ("conv5c", inplanes), ("conv51", inter), ("conv52", inter)):
-        conv(f"head.{name}.0", inter, in_channels, 3)
-        bn(f"head.{name}.1", inter)
-    # PAM_Module(in_dim): query/key convs to in_dim // 8, value conv, gamma of shape (1,).
-    conv("head.sa.query_conv", inter // 8, inter, 1, bias=True)
-    conv("head.sa.key_conv", inter // 8, inter, 1, bias=True)
-    conv("head.sa.value_conv", inter, inter, 1, bias=True)
-    shapes["head.sa.gamma"] = (1,)
-    shapes["head.sc.gamma"] = (1,)  # CAM_Module
-    for name in ("conv6", "conv7", "conv8"):  # Sequential(Dropout2d, Conv2d 1x1)
-        conv(f"head.{name}.1", num_classes, inter, 1, bias=True)
-
-    state_dict = {}
-    for name, shape in shapes.items():
-        if name.endswith("num_batches_tracked"):
-            state_dict[name] = torch.tensor(1000)
-        elif name.endswith("running_var"):
-            state_dict[name] = torch.rand(shape, generator=generator) + 0.5
-        elif name.endswith(("bn1.weight", "bn2.weight", "bn3.weight", ".1.weight", ".4.weight")) and len(shape) == 1:
-            state_dict[name] = torch.rand(shape, generator=generator) + 0.5
-        else:
-            fan_in = max(1, torch.Size(shape[1:]).numel())
-            state_dict[name] = torch.randn(shape, generator=generator) / fan_in**0.5
-    return state_dict
-
-
-def save_authors_checkpoint(path, state_dict):
-    """As their train.py saves it (utils.save_checkpoint of a dict with 'state_dict')."""
-    torch.save({"epoch": 240, "state_dict": state_dict, "best_pred": 0.79}, path)
-    return str(path)
 
 
 def authors_model_cfg(*opts):
@@ -151,64 +70,6 @@ def test_deep_stem_checkpoint_fits_the_deeplab_stem(tmp_path):
     assert torch.equal(loaded["backbone.stem.conv3.norm.bias"], state_dict["pretrained.bn1.bias"])
 
 
-def authors_backbone_features(state_dict, image, res4_dilations, res5_dilations):
-    """Their dilated ResNet's forward (BaseNet.base_forward with the 7x7 stem;
-    Bottleneck: stride in conv2, downsample on the first block), in eval mode."""
-
-    def bn(name, x):
-        stats = [state_dict[f"{name}.{a}"] for a in ("running_mean", "running_var", "weight", "bias")]
-        return F.batch_norm(x, *stats)
-
-    x = F.relu(bn("pretrained.bn1", F.conv2d(image, state_dict["pretrained.conv1.weight"], stride=2, padding=3)))
-    x = F.max_pool2d(x, 3, 2, 1)
-    features = {}
-    for layer, stride, dilations in ((1, 1, None), (2, 2, None), (3, 1, res4_dilations), (4, 1, res5_dilations)):
-        blocks = len({k.split(".")[2] for k in state_dict if k.startswith(f"pretrained.layer{layer}.")})
-        for block in range(blocks):
-            name = f"pretrained.layer{layer}.{block}"
-            block_stride = stride if block == 0 else 1
-            dilation = dilations[block] if dilations else 1
-            out = F.relu(bn(f"{name}.bn1", F.conv2d(x, state_dict[f"{name}.conv1.weight"])))
-            conv2 = state_dict[f"{name}.conv2.weight"]
-            out = F.conv2d(out, conv2, stride=block_stride, padding=dilation, dilation=dilation)
-            out = bn(f"{name}.bn3", F.conv2d(F.relu(bn(f"{name}.bn2", out)), state_dict[f"{name}.conv3.weight"]))
-            if block == 0:
-                shortcut = F.conv2d(x, state_dict[f"{name}.downsample.0.weight"], stride=block_stride)
-                x = bn(f"{name}.downsample.1", shortcut)
-            x = F.relu(out + x)
-        features[f"res{layer + 1}"] = x
-    return features
-
-
-def authors_head_logits(state_dict, x):
-    """DANetHead.forward in eval mode (conv8 output), from their modules' formulas."""
-
-    def conv_bn_relu(name, x):
-        bn = {a: state_dict[f"head.{name}.1.{a}"] for a in ("weight", "bias", "running_mean", "running_var")}
-        x = F.conv2d(x, state_dict[f"head.{name}.0.weight"], padding=1)
-        return F.relu(F.batch_norm(x, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"]))
-
-    def conv1x1(name, x):
-        return F.conv2d(x, state_dict[f"{name}.weight"], state_dict[f"{name}.bias"])
-
-    b, c, h, w = x.shape
-    feat1 = conv_bn_relu("conv5a", x)
-    query = conv1x1("head.sa.query_conv", feat1).view(b, -1, h * w).permute(0, 2, 1)
-    key = conv1x1("head.sa.key_conv", feat1).view(b, -1, h * w)
-    value = conv1x1("head.sa.value_conv", feat1).view(b, -1, h * w)
-    attention = torch.softmax(torch.bmm(query, key), dim=-1)  # [B, N, N]
-    pam = torch.bmm(value, attention.permute(0, 2, 1)).view(feat1.shape)
-    sa_conv = conv_bn_relu("conv51", state_dict["head.sa.gamma"] * pam + feat1)
-
-    feat2 = conv_bn_relu("conv5c", x)
-    flat = feat2.view(b, feat2.shape[1], -1)
-    energy = torch.bmm(flat, flat.permute(0, 2, 1))  # [B, C, C]
-    attention = torch.softmax(energy.max(-1, keepdim=True)[0].expand_as(energy) - energy, dim=-1)
-    cam = torch.bmm(attention, flat).view(feat2.shape)
-    sc_conv = conv_bn_relu("conv52", state_dict["head.sc.gamma"] * cam + feat2)
-    return conv1x1("head.conv8.1", sa_conv + sc_conv)
-
-
 def test_converted_backbone_and_head_compute_as_the_authors(tmp_path):
     torch.manual_seed(0)
     state_dict = authors_state_dict(depth=50, planes=8, stem=16)
@@ -221,7 +82,7 @@ def test_converted_backbone_and_head_compute_as_the_authors(tmp_path):
     image = torch.randn(1, 3, 61, 83)
     with torch.no_grad():
         ours = model.backbone(image)
-        expected = authors_backbone_features(state_dict, image, (1,) + (2,) * 5, (4, 8, 16))
+        expected = backbone_features(state_dict, image, (1,) + (2,) * 5, (4, 8, 16))
         compared = ("res2", "res3", "res4", "res5") if HAS_DILATED_BACKBONE else ("res2", "res3")
         for name in compared:
             torch.testing.assert_close(ours[name], expected[name], rtol=1e-4, atol=1e-4, msg=name)
@@ -229,7 +90,7 @@ def test_converted_backbone_and_head_compute_as_the_authors(tmp_path):
         fused = model.sem_seg_head.fused_predictor(
             model.sem_seg_head.position_branch(ours["res5"]) + model.sem_seg_head.channel_branch(ours["res5"])
         )
-        torch.testing.assert_close(fused, authors_head_logits(state_dict, ours["res5"]), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fused, head_logits(state_dict, ours["res5"])[0], rtol=1e-4, atol=1e-4)
 
 
 @needs_parity_backbone
@@ -249,8 +110,8 @@ def test_official_config_builds_the_authors_network_and_their_logits(tmp_path):
     with torch.no_grad():
         logits = model([{"image": image}])[0]["sem_seg"]
         normalized = ((image - model.pixel_mean) / model.pixel_std)[None]
-        features = authors_backbone_features(state_dict, normalized, res4, res5)
-        expected = authors_head_logits(state_dict, features["res5"])
+        features = backbone_features(state_dict, normalized, res4, res5)
+        expected = head_logits(state_dict, features["res5"])[0]
         expected = F.interpolate(expected, size=(61, 83), mode="bilinear", align_corners=True)[0]
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
 
