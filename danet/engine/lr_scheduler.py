@@ -13,8 +13,10 @@ from detectron2.projects.deeplab.lr_scheduler import WarmupPolyLR as DeepLabWarm
 
 from ..errors import InputError
 
-# detectron2's LRMultiplier schedules (detectron2.solver.build_lr_scheduler).
-DETECTRON2_SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR", "WarmupStepWithFixedGammaLR")
+# detectron2's LRMultiplier schedules (detectron2.solver.build_lr_scheduler). Its third,
+# WarmupStepWithFixedGammaLR, is refused: detectron2 0.7.2 evaluates it after the last
+# iteration at where = 1.0, where fvcore's StepParamScheduler raises an IndexError.
+DETECTRON2_SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR")
 SCHEDULERS = DETECTRON2_SCHEDULERS + ("WarmupPolyLR", "PolyLR")
 
 
@@ -72,6 +74,11 @@ def build_lr_scheduler(cfg, optimizer):
     """
     solver = cfg.SOLVER
     name = solver.LR_SCHEDULER_NAME
+    if name == "WarmupStepWithFixedGammaLR":
+        raise InputError(
+            "SOLVER.LR_SCHEDULER_NAME WarmupStepWithFixedGammaLR fails at the last iteration in detectron2 "
+            "0.7.2 (fvcore's StepParamScheduler): use WarmupMultiStepLR with SOLVER.STEPS and SOLVER.GAMMA"
+        )
     if name not in SCHEDULERS:
         raise InputError(f"SOLVER.LR_SCHEDULER_NAME must be one of {list(SCHEDULERS)}, got {name!r}")
     if name == "PolyLR":
