@@ -195,8 +195,11 @@ OPTIMIZER_SETTINGS = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 class TrainingRecorder(HookBase):
     """A trainer hook that keeps, for every iteration, each parameter's
     OPTIMIZER_SETTINGS as the step uses them (``settings``) and, with
-    ``gradients``, each parameter's gradient after the backward, all-reduced
-    under DDP (``gradients``); parameters are named as in the model without DDP."""
+    ``gradients``, each parameter's gradient of the step, all-reduced under DDP
+    (``gradients``); parameters are named as in the model without DDP.
+
+    The gradients are read after the step (SGD leaves them; the next step zeroes
+    them): DefaultTrainer does not pass ``after_backward`` on to its hooks."""
 
     def __init__(self, gradients=False):
         self.record_gradients = gradients
@@ -212,7 +215,7 @@ class TrainingRecorder(HookBase):
             name: {key: group_of[id(p)][key] for key in OPTIMIZER_SETTINGS} for name, p in self.named_parameters()
         })  # fmt: skip
 
-    def after_backward(self):
+    def after_step(self):
         if self.record_gradients:
             self.gradients.append({name: p.grad.clone() for name, p in self.named_parameters() if p.grad is not None})
 
