@@ -58,6 +58,21 @@ def test_bad_schedule_stops_train_net_in_one_line(toy_cityscapes, tmp_path):
     assert "SOLVER.WARMUP_ITERS is 2: set it to 0" in message
 
 
+def test_checkpoint_of_deeplabs_warmup_poly_lr_resumes_on_the_configs_length():
+    """Checkpoints written before this fix hold deeplab's whole WarmupPolyLR state (max_iters 4)."""
+    from detectron2.projects.deeplab.lr_scheduler import WarmupPolyLR as DeepLabWarmupPolyLR
+
+    old = DeepLabWarmupPolyLR(two_groups(), 4, warmup_iters=0)
+    for _ in range(4):
+        old.step()
+    cfg = cpu_cfg("demo.yaml", "SOLVER.MAX_ITER", 8, "SOLVER.WARMUP_ITERS", 0)
+    scheduler = build_lr_scheduler(cfg, two_groups())
+    scheduler.load_state_dict(old.state_dict())
+    scheduler.step()
+    assert (scheduler.max_iters, scheduler.last_epoch) == (8, 5)
+    assert scheduler.get_last_lr()[0] == pytest.approx(0.01 * (1 - 5 / 8) ** 0.9, rel=1e-12)
+
+
 # Per schedule, what it needs on the tiny demo config (a warmup of 2 iterations).
 SCHEDULE_OPTS = {
     "WarmupPolyLR": [],
