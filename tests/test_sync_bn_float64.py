@@ -11,7 +11,6 @@ and hides real differences; float64 shows them.
 BN's running variance is not compared: naiveSyncBN updates it with the biased
 batch variance, torch's BN with the unbiased one.
 """
-import os
 
 import torch
 
@@ -94,8 +93,9 @@ def test_two_processes_with_sync_bn_train_as_one_with_bn(tmp_path):
         zero = {name for name, g in expected.items() if g.norm() <= negligible}
         assert zero == {"sem_seg_head.position_branch.1.key.bias"}
         assert all(step[name].norm() <= negligible for name in zero)
-        worst_gradient = max(worst_gradient, *(relative(step[name], expected[name]) for name in expected if name not in zero))
+        worst_gradient = max(worst_gradient, *(relative(step[n], expected[n]) for n in expected if n not in zero))
     # Each parameter's change over the two steps.
-    worst_change = max(relative(weights[name] - initial[name], expected_weights[name] - initial[name]) for name in initial)
-    print(f"two processes against one, largest relative differences: gradient {worst_gradient:.1e}, two-step change {worst_change:.1e}")
+    worst_change = max(relative(weights[n] - initial[n], expected_weights[n] - initial[n]) for n in initial)
+    print(f"two processes against one, largest relative differences: gradient {worst_gradient:.1e}, "
+          f"two-step change {worst_change:.1e}")  # fmt: skip
     assert worst_gradient < 1e-9 and worst_change < 1e-9

@@ -170,8 +170,9 @@ def differences(initial, reference, project):
     (mmseg_settings, mmseg_losses, mmseg_model), (settings, losses, model) = reference, project
     to_project = mmseg_to_project_names(list(initial))
 
-    def in_project_names(state_dict):
-        return {to_project[name]: tensor.reshape(model.state_dict()[to_project[name]].shape) for name, tensor in state_dict.items()}
+    def in_project_names(state_dict):  # (mmseg's attention scales are 0-d, this project's of shape (1,))
+        shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+        return {to_project[name]: tensor.reshape(shapes[to_project[name]]) for name, tensor in state_dict.items()}
 
     loss = max(
         abs(step[name] / mmseg_step[LOSS_NAMES[name]] - 1)
@@ -218,7 +219,8 @@ def same_distribution(a, b):
     if a[0] == a[-1] or b[0] == b[-1]:
         return bool(a[0] == a[-1] == b[0] == b[-1])
     values = torch.cat([a, b])
-    statistic = (torch.searchsorted(a, values, right=True) / len(a) - torch.searchsorted(b, values, right=True) / len(b)).abs().max()
+    cdf_a, cdf_b = (torch.searchsorted(x, values, right=True) / len(x) for x in (a, b))
+    statistic = (cdf_a - cdf_b).abs().max()
     return statistic.item() <= 1.95 * ((len(a) + len(b)) / (len(a) * len(b))) ** 0.5
 
 
