@@ -62,13 +62,15 @@ def test_checkpoint_of_deeplabs_warmup_poly_lr_resumes_on_the_configs_length():
     """Checkpoints written before this fix hold deeplab's whole WarmupPolyLR state (max_iters 4)."""
     from detectron2.projects.deeplab.lr_scheduler import WarmupPolyLR as DeepLabWarmupPolyLR
 
-    old = DeepLabWarmupPolyLR(two_groups(), 4, warmup_iters=0)
+    optimizer = two_groups()
+    old = DeepLabWarmupPolyLR(optimizer, 4, warmup_iters=0)
     for _ in range(4):
-        old.step()
+        optimizer.step(), old.step()
     cfg = cpu_cfg("demo.yaml", "SOLVER.MAX_ITER", 8, "SOLVER.WARMUP_ITERS", 0)
-    scheduler = build_lr_scheduler(cfg, two_groups())
+    optimizer = two_groups()
+    scheduler = build_lr_scheduler(cfg, optimizer)
     scheduler.load_state_dict(old.state_dict())
-    scheduler.step()
+    optimizer.step(), scheduler.step()
     assert (scheduler.max_iters, scheduler.last_epoch) == (8, 5)
     assert scheduler.get_last_lr()[0] == pytest.approx(0.01 * (1 - 5 / 8) ** 0.9, rel=1e-12)
 
