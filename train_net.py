@@ -12,7 +12,6 @@ from detectron2.data import build_detection_test_loader, build_detection_train_l
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.engine.hooks import PeriodicWriter
 from detectron2.evaluation import DatasetEvaluators, verify_results
-from detectron2.projects.deeplab import build_lr_scheduler
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -21,6 +20,7 @@ from danet.data import build_test_mapper, build_train_mapper
 from danet.engine import (
     adapt_to_device,
     build_inference_model,
+    build_lr_scheduler,
     build_optimizer,
     build_preemption_hook,
     check_num_gpus,
@@ -72,7 +72,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):
-        # detectron2's schedulers plus WarmupPolyLR, the DANet authors' policy.
+        # detectron2's schedulers, deeplab's WarmupPolyLR (the DANet authors' policy) and
+        # mmsegmentation's PolyLR; each resumes on the config's schedule.
         return build_lr_scheduler(cfg, optimizer)
 
     @classmethod

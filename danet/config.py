@@ -55,6 +55,16 @@ def add_danet_config(cfg):
     #        + CHANNEL_LOSS_WEIGHT * CE(channel) [+ AUX.LOSS_WEIGHT * CE(aux)]
     cfg.MODEL.DANET.POSITION_LOSS_WEIGHT = 1.0
     cfg.MODEL.DANET.CHANNEL_LOSS_WEIGHT = 1.0
+    # What each cross-entropy term is averaged over: "valid_pixels" (F.cross_entropy's mean,
+    # detectron2's) or "all_pixels", ignored ones included (mmsegmentation's CrossEntropyLoss
+    # with avg_non_ignore=False, its DANet configs'): with a fraction f of the pixels ignored,
+    # "all_pixels" gives (1 - f) times the loss and the gradient.
+    cfg.MODEL.DANET.LOSS_AVERAGE = "valid_pixels"
+    # Initialisation of the head (before MODEL.WEIGHTS are loaded): "mmseg" (mmsegmentation's
+    # DAHead and FCNHead as its runner initialises them: Kaiming-normal conv-norm-relu convs,
+    # Normal(std 0.01) fused and auxiliary classifiers) or "pytorch" (PyTorch's defaults, the
+    # DANet authors'). See danet/modeling/danet_head.py.
+    cfg.MODEL.DANET.HEAD_INIT = "mmseg"
     # align_corners of the bilinear resizes of the logits: to the labels in training,
     # to the image and then to the output size in inference (DANetSegmentor).
     # mmsegmentation's 769x769 configs and the DANet authors use True.
@@ -72,6 +82,11 @@ def add_danet_config(cfg):
     cfg.MODEL.DANET.AUX.ENABLED = False
     cfg.MODEL.DANET.AUX.IN_FEATURE = "res4"
     cfg.MODEL.DANET.AUX.LOSS_WEIGHT = 0.2
+
+    # SOLVER.LR_SCHEDULER_NAME "PolyLR" (danet/engine/lr_scheduler.py): mmsegmentation's poly
+    # schedule, from SOLVER.BASE_LR down to this absolute rate at the last iteration, with
+    # SOLVER.POLY_LR_POWER (deeplab's key, also WarmupPolyLR's).
+    cfg.SOLVER.POLY_LR_ETA_MIN = 0.0
 
     # ---------------------------------------------------------------------------
     # Inference (danet/modeling/test_time_augmentation.py, train_net.py --eval-only, demo.py).

@@ -2,6 +2,7 @@
 import contextlib
 import http.server
 import importlib.util
+import itertools
 import json
 import os
 import runpy
@@ -21,10 +22,11 @@ from cityscapesscripts.helpers.labels import trainId2label  # noqa: E402
 import detectron2.engine  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.engine import HookBase  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
-from detectron2.projects.deeplab import build_lr_scheduler  # noqa: E402
 
 from danet import add_danet_config  # noqa: E402
+from danet.engine import build_lr_scheduler  # noqa: E402
 
 BASE_CONFIG = os.path.join(REPO, "configs", "base.yaml")
 CITYSCAPES_TRAIN_IDS = range(19)
@@ -170,6 +172,55 @@ def scheduled_lr(cfg, iteration):
         optimizer.step()
         scheduler.step()
     return optimizer.param_groups[0]["lr"]
+
+
+def one_batch_trainer(cfg, batch, dtype=torch.float32):
+    """train_net.py's Trainer for ``cfg`` with its model in ``dtype`` and a data
+    loader that yields ``batch`` (a list of dataset dicts) at every iteration."""
+    import train_net
+
+    class OneBatchTrainer(train_net.Trainer):
+        @classmethod
+        def build_model(cls, cfg):
+            return super().build_model(cfg).to(dtype)
+
+        @classmethod
+        def build_train_loader(cls, cfg):
+            return itertools.repeat(batch)
+
+    return OneBatchTrainer(cfg)
+
+
+# The settings of a parameter in its optimiser group.
+OPTIMIZER_SETTINGS = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+
+
+class TrainingRecorder(HookBase):
+    """A trainer hook that keeps, for every iteration, each parameter's
+    OPTIMIZER_SETTINGS as the step uses them (``settings``) and, with
+    ``gradients``, each parameter's gradient of the step, all-reduced under DDP
+    (``gradients``); parameters are named as in the model without DDP.
+
+    The gradients are read after the step (SGD leaves them; the next step zeroes
+    them): DefaultTrainer does not pass ``after_backward`` on to its hooks."""
+
+    def __init__(self, gradients=False):
+        self.record_gradients = gradients
+        self.settings, self.gradients = [], []
+
+    def named_parameters(self):
+        model = self.trainer.model
+        return getattr(model, "module", model).named_parameters()
+
+    def before_step(self):
+        group_of = {id(p): group for group in self.trainer.optimizer.param_groups for p in group["params"]}
+        self.settings.append({
+            name: {key: group_of[id(p)][key] for key in OPTIMIZER_SETTINGS} for name, p in self.named_parameters()
+        })  # fmt: skip
+
+    def after_step(self):
+        if self.record_gradients:
+            self.gradients.append({name: p.grad.clone() for name, p in self.named_parameters() if p.grad is not None})
 
 
 def one_line_error(run):

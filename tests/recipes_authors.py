@@ -39,11 +39,15 @@ def common_rows():
         Row("MODEL.DANET.KEY_REDUCTION", 8, "encoding/nn/attention.py:26", "out_channels=in_dim//8"),
         Row("MODEL.DANET.POSITION_ATTENTION", "qkv", "encoding/nn/attention.py:28", "self.value_conv = Conv2d("),
         Row("MODEL.DANET.DROPOUT", 0.1, "encoding/models/danet.py:79", "nn.Dropout2d(0.1, False)"),
+        # Plain nn.Conv2d layers, never re-initialised: PyTorch's defaults.
+        Row("MODEL.DANET.HEAD_INIT", "pytorch", "encoding/models/danet.py:62", "nn.Conv2d(in_channels, inter_channels, 3, padding=1, bias=False)"),
         Row("MODEL.DANET.ALIGN_CORNERS", True, "encoding/models/base.py:21", "'align_corners': True"),
         # loss = CE(fused) + CE(position) + CE(channel); their DANet has no auxlayer.
         Row("MODEL.SEM_SEG_HEAD.LOSS_WEIGHT", 1.0, "encoding/nn/customize.py:106", "loss = loss1 + loss2 + loss3"),
         Row("MODEL.DANET.POSITION_LOSS_WEIGHT", 1.0, "encoding/nn/customize.py:106", "loss = loss1 + loss2 + loss3"),
         Row("MODEL.DANET.CHANNEL_LOSS_WEIGHT", 1.0, "encoding/nn/customize.py:106", "loss = loss1 + loss2 + loss3"),
+        # torch's CrossEntropyLoss(size_average=True, ignore_index=-1): the mean over the labelled pixels.
+        Row("MODEL.DANET.LOSS_AVERAGE", "valid_pixels", "encoding/nn/customize.py:92", "size_average=True, ignore_index=-1"),
         Row("MODEL.DANET.AUX.ENABLED", False, "danet/train.py:77", "SegmentationMultiLosses(nclass=self.nclass)"),
         # Labels 255 become -1, their ignore_index.
         Row("MODEL.SEM_SEG_HEAD.IGNORE_VALUE", 255, "encoding/datasets/cityscapes.py:67", "target[target == 255] = -1"),

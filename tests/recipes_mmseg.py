@@ -90,6 +90,9 @@ def rows(run, config, mmseg_dir):
         Row("MODEL.DANET.KEY_REDUCTION", head.channels // head.pam_channels, "model.decode_head.channels / pam_channels"),
         Row("MODEL.DANET.POSITION_ATTENTION", "qkv", "model.decode_head.type DAHead (PAM's query/key/value projections)"),
         Row("MODEL.DANET.DROPOUT", head.dropout_ratio, "model.decode_head.dropout_ratio"),
+        Row("MODEL.DANET.LOSS_AVERAGE", "valid_pixels" if head.loss_decode.get("avg_non_ignore") else "all_pixels",
+            "model.decode_head.loss_decode.avg_non_ignore (default False)"),
+        Row("MODEL.DANET.HEAD_INIT", "mmseg", "DAHead / FCNHead init_weights"),
         Row("MODEL.DANET.ALIGN_CORNERS", head.align_corners, "model.decode_head.align_corners"),
         Row("MODEL.DANET.AUX.ENABLED", True, "model.auxiliary_head"),
         Row("MODEL.DANET.AUX.IN_FEATURE", _feature(aux.in_index), "model.auxiliary_head.in_index"),
@@ -111,7 +114,9 @@ def rows(run, config, mmseg_dir):
         Row("SOLVER.HEAD_LR_FACTOR", 1.0, "optim_wrapper (no paramwise_cfg)"),
         Row("SOLVER.CLIP_GRADIENTS.ENABLED", config.optim_wrapper.get("clip_grad") is not None, "optim_wrapper.clip_grad"),
         Row("SOLVER.MAX_ITER", config.train_cfg.max_iters, "train_cfg.max_iters"),
+        Row("SOLVER.LR_SCHEDULER_NAME", scheduler.type, "param_scheduler.type"),
         Row("SOLVER.POLY_LR_POWER", scheduler.power, "param_scheduler.power"),
+        Row("SOLVER.POLY_LR_ETA_MIN", scheduler.eta_min, "param_scheduler.eta_min"),
         Row("SOLVER.WARMUP_ITERS", 0, "param_scheduler (PolyLR alone, from iteration 0)"),
         Row("SOLVER.CHECKPOINT_PERIOD", config.default_hooks.checkpoint.interval, "default_hooks.checkpoint.interval"),
         Row("TEST.EVAL_PERIOD", config.train_cfg.val_interval, "train_cfg.val_interval"),
@@ -147,17 +152,3 @@ def rows(run, config, mmseg_dir):
     ]
     # fmt: on
     return table
-
-
-def pending(run, config):
-    """Rows of keys other branches add or change; not checked yet. At merge the lead
-    moves each into ``rows`` once the configs set it (see test_recipes.py)."""
-    (scheduler,) = config.param_scheduler
-    loss = config.model.decode_head.loss_decode
-    return [
-        Row("MODEL.DANET.LOSS_AVERAGE", "valid_pixels" if loss.get("avg_non_ignore") else "all_pixels",
-            "model.decode_head.loss_decode.avg_non_ignore (default False)"),
-        Row("MODEL.DANET.HEAD_INIT", "mmseg", "DAHead / FCNHead init_weights"),
-        Row("SOLVER.LR_SCHEDULER_NAME", scheduler.type, "param_scheduler.type"),
-        Row("SOLVER.POLY_LR_ETA_MIN", scheduler.eta_min, "param_scheduler.eta_min"),
-    ]  # fmt: skip

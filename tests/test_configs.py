@@ -28,7 +28,7 @@ from danet.config import load_config
 from helpers import NARROW_RESNET, REPO, last_metrics
 from test_datasets_standard import DATASETS as STANDARD_DATASETS
 from test_datasets_standard import prepare
-from test_parity_mmseg import mmseg  # noqa: F401  (the mmseg fixture)
+from mmseg_reference import mmseg  # noqa: F401  (the mmseg fixture)
 from test_recipes import config_value
 from weight_layouts import (
     evaluation_checkpoint,

@@ -93,11 +93,12 @@ def test_demo_succeeds_on_good_inputs_with_tta_and_dataset_metadata(inputs, tmp_
         "--input",
         str(inputs / "extra"),
         "--confidence-threshold",
-        "0.9999",
+        "0.8",
         opts=["DATASETS.TEST", "('toy_demo',)", "TEST.AUG.ENABLED", "True", "TEST.AUG.SCALES", "(0.75, 1.0)"],
     )
     assert status == 0
-    # A random model is rarely 99.99% sure: most pixels are "nothing predicted",
+    # A random model (its fused classifier starts at Normal(std 0.01), HEAD_INIT mmseg) is
+    # rarely 80% sure: most pixels are "nothing predicted",
     # and those are left uncoloured in the picture.
     train_ids = np.array(Image.open(output / "c_pred.png"))
     unsure = train_ids == 255

@@ -68,7 +68,10 @@ def _train_steps(cfg, steps):
 
 
 def test_training_steps_lower_each_loss_term():
-    history = _train_steps(cpu_cfg("original/r50.yaml", *NARROW_RESNET, "MODEL.DANET.DROPOUT", 0.0), 12)
+    # The DANet authors' head init (configs/original is their recipe); with mmseg's, whose
+    # fused classifier starts at Normal(std 0.01), its loss falls more slowly at first.
+    pytorch_init = ["MODEL.DANET.HEAD_INIT", "pytorch"]
+    history = _train_steps(cpu_cfg("original/r50.yaml", *NARROW_RESNET, "MODEL.DANET.DROPOUT", 0.0, *pytorch_init), 12)
     assert set(history[0]) == {"loss_fused", "loss_position", "loss_channel"}
     for term in history[0]:
         assert history[-1][term] < 0.9 * history[0][term], (term, history)

@@ -10,12 +10,12 @@ reference``), outside the runtime environment.
 import copy
 import math
 import os
-import sys
 
 import pytest
 import torch
 
 from helpers import REPO, load_script
+from mmseg_reference import CLASSES, build_mmseg_danet, mmseg, save_as_mmseg  # noqa: F401  (mmseg: a fixture)
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
@@ -23,31 +23,6 @@ from danet.checkpoint import LAYOUTS, CheckpointError, SafeCheckpointer, detect_
 from danet.config import load_config
 from danet.engine import build_inference_model
 from danet.modeling import build_test_time_segmentor
-
-REFERENCE_DIR = os.path.join(REPO, ".reference")
-# mmseg's Cityscapes configs (in its wheel) of each configs/mmseg/ protocol.
-MMSEG_CONFIGS = {"512x1024": "cityscapes-512x1024", "769x769": "cityscapes-769x769"}
-CLASSES = 19
-
-
-@pytest.fixture(scope="module")
-def mmseg():
-    """mmseg with a stand-in for mmcv.ops (compiled extensions DANet does not use)."""
-    if not os.path.isdir(os.path.join(REFERENCE_DIR, "mmseg")):
-        message = f"mmsegmentation is not installed in {REFERENCE_DIR}: run `make reference`"
-        if os.environ.get("DANET_REQUIRE_REFERENCE"):
-            pytest.fail(message)
-        pytest.skip(message)
-    sys.path.insert(0, REFERENCE_DIR)
-    sys.path.insert(0, os.path.join(REPO, "tests", "reference"))
-    import mmcv_ops
-
-    sys.modules["mmcv.ops"] = mmcv_ops
-    import mmseg.models  # noqa: F401  (registers mmseg's models)
-    from mmengine.registry import init_default_scope
-
-    init_default_scope("mmseg")
-    return sys.modules["mmseg"]
 
 
 @pytest.fixture(scope="module")
@@ -65,40 +40,6 @@ def reference(mmseg, tmp_path_factory):
         return built[depth, protocol]
 
     return get
-
-
-def build_mmseg_danet(mmseg, depth, protocol):
-    """mmseg's DANet from its own config, with random weights as a trained model
-    would have them: BN statistics of real activations, affine BN parameters and
-    attention scales away from their init."""
-    from mmengine.config import Config
-    from mmseg.registry import MODELS
-
-    name = f"danet_r{depth}-d8_4xb2-40k_{MMSEG_CONFIGS[protocol]}.py"
-    cfg = Config.fromfile(os.path.join(os.path.dirname(mmseg.__file__), ".mim", "configs", "danet", name))
-    cfg.model.pretrained = None
-    model = MODELS.build(cfg.model)
-    generator = torch.Generator().manual_seed(depth)
-    with torch.no_grad():
-        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        for bn in bns:
-            bn.weight.uniform_(0.5, 1.5, generator=generator)
-            bn.bias.normal_(0.0, 0.2, generator=generator)
-            bn.momentum = None  # a cumulative average over the calibration batch
-        model.train()
-        images = torch.randn(2, 3, 41, 57, generator=generator)
-        features = model.extract_feat(images)
-        model.decode_head(features)
-        model.auxiliary_head(features)
-        model.decode_head.pam.gamma.scale.fill_(0.8)
-        model.decode_head.cam.gamma.scale.fill_(0.3)
-    return model.eval(), cfg
-
-
-def save_as_mmseg(model, cfg, path):
-    """What mmseg's CheckpointHook writes: meta (plain values) and the state dict."""
-    meta = {"mmseg_version": "1.2.2", "config": cfg.pretty_text, "iter": 40000, "dataset_meta": {"classes": ["x"] * CLASSES}}
-    torch.save({"meta": meta, "state_dict": model.state_dict()}, path)
 
 
 def load_project_model(config, weights, *opts):

@@ -13,7 +13,7 @@ import recipes_authors
 import recipes_mmseg
 from danet.config import load_config
 from helpers import REPO
-from test_parity_mmseg import REFERENCE_DIR, mmseg  # noqa: F401  (the mmseg fixture)
+from mmseg_reference import REFERENCE_DIR, mmseg  # noqa: F401  (the mmseg fixture)
 from weight_layouts import evaluation_checkpoint
 
 MMSEG_DIR = os.path.join(REFERENCE_DIR, "mmseg")
@@ -68,18 +68,6 @@ def mismatches(name, table):
     return wrong
 
 
-def pending_rows_already_set(name, table):
-    """Pending rows whose value configs/<name> now holds: the lead moves them into the table."""
-    cfg = load_config(os.path.join(REPO, "configs", name))
-    held = []
-    for row in table:
-        try:
-            held += [row.key] if same(config_value(cfg, row.key), row.value) else []
-        except KeyError:
-            pass
-    return held
-
-
 def test_every_config_is_checked_against_the_recipe_it_claims():
     on_disk = {
         os.path.relpath(p, os.path.join(REPO, "configs"))
@@ -105,14 +93,6 @@ def test_config_holds_its_mmseg_run(name, mmseg):
         head.align_corners,
         head.num_classes,
     )
-
-
-@pytest.mark.parametrize("name", MMSEG_CLAIMS)
-def test_pending_mmseg_rows_wait_for_their_keys(name, mmseg):
-    """Rows of keys other branches add; once a config holds one, move it into rows()."""
-    run = recipes_mmseg.claimed_runs(REPO, MMSEG_DIR)[name]
-    config = recipes_mmseg.load_run_config(MMSEG_DIR, run)
-    assert pending_rows_already_set(name, recipes_mmseg.pending(run, config)) == []
 
 
 @pytest.mark.parametrize("name", sorted(recipes_authors.TABLES))

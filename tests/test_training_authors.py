@@ -61,12 +61,6 @@ class Record(HookBase):
         self.losses.append({k: storage.history(k).latest() for k in ("loss_fused", "loss_position", "loss_channel")})
 
 
-def loss_dtype(head):
-    """The dtype of the head's loss of float64 logits."""
-    logits = {"loss_fused": torch.zeros(1, NUM_CLASSES, 2, 2, dtype=torch.float64)}
-    return head.losses(logits, torch.zeros(1, 2, 2, dtype=torch.long))["loss_fused"].dtype
-
-
 def random_batches(seed=0):
     """STEPS batches of random images with labels, a fifth of them ignored (255)."""
     generator = torch.Generator().manual_seed(seed)
@@ -126,9 +120,8 @@ def test_training_steps_match_the_authors(tmp_path):
 
     theirs, their_lrs, their_losses = train_theirs(torch.load(weights, weights_only=True)["state_dict"], batches, cfg)
 
-    # Their loss is computed in float64, ours too where the head keeps the logits'
-    # dtype; a loss computed in float32 limits the agreement to about 1e-7.
-    tolerance = 1e-10 if loss_dtype(trainer.model.sem_seg_head) == torch.float64 else 1e-6
+    # Both compute in float64 throughout, the losses included.
+    tolerance = 1e-10
     for step, (ours, expected) in enumerate(zip(record.losses, their_losses)):
         got = [ours["loss_fused"], ours["loss_position"], ours["loss_channel"]]
         assert got == pytest.approx(expected, rel=tolerance), f"step {step}"

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from helpers import REPO, tiny_cfg
-from test_parity_mmseg import mmseg  # noqa: F401  (the fixture importing mmseg from .reference)
+from mmseg_reference import mmseg  # noqa: F401  (the fixture importing mmseg from .reference)
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
