@@ -119,6 +119,8 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
 
 
 def _integer(env, key, default=None):
+    """The integer value of the environment variable ``key`` (``default`` when it is
+    unset and a default is given); an InputError naming it otherwise."""
     if key not in env and default is not None:
         return default
     try:

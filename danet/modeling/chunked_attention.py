@@ -19,6 +19,8 @@ BLOCK_BYTES = 32 * 2**20
 
 
 def block_rows(batch, num_keys):
+    """Query rows per block, so that one float32 [batch, rows, num_keys] score block
+    stays near BLOCK_BYTES; at least one."""
     return max(1, BLOCK_BYTES // (4 * batch * num_keys))
 
 

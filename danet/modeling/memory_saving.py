@@ -87,6 +87,8 @@ class RecomputedLosses:
         }
 
     def one_term(self, name, prediction, targets):
+        """Loss term ``name`` of one prediction by the head's own ``losses``: what the
+        backward computes again."""
         return type(self.head).losses(self.head, {name: prediction}, targets)[name]
 
 
