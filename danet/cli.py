@@ -65,6 +65,7 @@ def add_prediction_arguments(parser):
 
 
 def _fraction(text):
+    """argparse type: a number in [0, 1]."""
     try:
         value = float(text)
     except ValueError:

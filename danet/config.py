@@ -69,7 +69,7 @@ def add_danet_config(cfg):
     # to the image and then to the output size in inference (DANetSegmentor).
     # mmsegmentation's 769x769 configs and the DANet authors use True.
     cfg.MODEL.DANET.ALIGN_CORNERS = False
-    # Memory-lean training (danet/modeling/memory_saving.py; README "Memory-saving training").
+    # Memory-lean training (danet/modeling/memory_saving.py; docs/GETTING_STARTED.md).
     # True recomputes in the backward the backbone and the losses, the parts that pay most.
     # MEMORY_SAVING_CHECKPOINT adds parts, or picks them with MEMORY_SAVING False: any of
     # "stem", "res2" .. "res5" (each block on its own), "position_branch",
@@ -154,7 +154,7 @@ def add_danet_config(cfg):
     # included) is SOLVER.BASE_LR times this: the DANet authors train the head at 10x.
     cfg.SOLVER.HEAD_LR_FACTOR = 1.0
 
-    # ---- Preemption (danet/engine/preemption.py; README "Clusters") ----
+    # ---- Preemption (danet/engine/preemption.py; docs/CLUSTERS.md) ----
     # On one of these signals training finishes the iteration, every process
     # stops at the same one, the main process saves model_<iter>_preempted.pth
     # and the job exits with status 75; () leaves the signals' default action.

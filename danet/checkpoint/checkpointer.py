@@ -72,6 +72,7 @@ class SafeCheckpointer(DetectionCheckpointer):
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
+        """Write ``last_checkpoint`` (what ``--resume`` reads) atomically, as :meth:`save` writes checkpoints."""
         path = os.path.join(self.save_dir, "last_checkpoint")
         _write_atomically(path, "w", lambda f: f.write(last_filename_basename))
 
@@ -99,6 +100,11 @@ class SafeCheckpointer(DetectionCheckpointer):
         return {"model": state_dict, "layout": layout}
 
     def _load_model(self, checkpoint):
+        """fvcore's loading, then this project's checks, each a CheckpointError naming
+        the keys: tensors of other shapes (but for classifiers skipped on purpose),
+        parts of a published checkpoint the model lacks, and weights the model
+        lacks when every weight is required (``require_all_weights``, or a whole
+        published model)."""
         layout = checkpoint.get("layout")
         incompatible = super()._load_model(checkpoint)
         mismatched = self._skip_classifiers(incompatible.incorrect_shapes)
@@ -163,6 +169,8 @@ def describe_shape_mismatches(mismatched, shown=2):
 
 
 def _write_atomically(path, mode, write):
+    """Write ``path`` through ``write(file)`` into ``path.tmp``, flushed to disk,
+    then renamed over ``path``: a job killed meanwhile leaves the previous file whole."""
     tmp_path = f"{path}.tmp"
     with open(tmp_path, mode) as f:
         write(f)

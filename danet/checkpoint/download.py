@@ -36,6 +36,7 @@ TIMEOUT_SECONDS = 60
 
 
 def is_url(path):
+    """Whether ``path`` is an http(s) URL; other ``scheme://`` paths are left to detectron2's PathManager."""
     return path.startswith(URL_PREFIXES)
 
 
@@ -63,6 +64,9 @@ def fetch_checkpoint(url, source="MODEL.WEIGHTS"):
 
 
 def _download(url, path, source):
+    """Download ``url`` to ``path`` through a temporary file, moved into place only
+    when whole and, if the file name carries a SHA-256 prefix, matching it. A
+    failure raises CheckpointError naming ``source``, the URL and the cache path."""
     advice = (
         f"download it on a machine with network and give {source} the file, "
         f"or copy it to {path} ($FVCORE_CACHE sets the cache folder)"

@@ -43,6 +43,7 @@ LAYOUTS: Dict[str, WeightLayout] = {}
 
 
 def register_layout(layout):
+    """Add ``layout`` to LAYOUTS, which detection and ``--from`` offer; returns it."""
     LAYOUTS[layout.name] = layout
     return layout
 

@@ -52,6 +52,8 @@ def backbone_key(key):
 
 
 def _danet_key(key):
+    """This project's name of a key of mmseg's DANet checkpoint (backbone, decode
+    head or auxiliary head), or None when no rule covers it."""
     part, _, key = key.partition(".")
     if part == "backbone":
         return backbone_key(key)

@@ -41,12 +41,15 @@ _HEAD_MODULES = {
 
 
 def _matches(state_dict):
+    """The authors' layout: a ``pretrained.*`` backbone and the ``head.conv5a`` branch of their DANetHead."""
     return any(k.startswith("pretrained.") for k in state_dict) and any(
         k.startswith("head.conv5a.") for k in state_dict
     )
 
 
 def _convert(state_dict):
+    """The backbone's torchvision-style names renamed by resnet_key (with the deep
+    stem when ``pretrained.conv1.0`` exists), the head's by _HEAD_MODULES."""
     deep_stem = "pretrained.conv1.0.weight" in state_dict
 
     def rename(key):

@@ -46,6 +46,7 @@ def resnet_key(key, deep_stem=False):
 
 
 def _matches(state_dict):
+    """torchvision's ResNet names at the top level: ``conv1`` and the downsample of ``layer4``."""
     return "conv1.weight" in state_dict and "layer4.0.downsample.0.weight" in state_dict
 
 

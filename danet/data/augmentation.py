@@ -14,6 +14,8 @@ from .resize import RandomRescale, Rescale, scale_pair
 
 
 def build_resize(cfg):
+    """The training resize of ``INPUT.RESIZE_TYPE``: detectron2's ResizeShortestEdge,
+    or mmseg's RandomResize by ``INPUT.SCALE`` (its values checked)."""
     if cfg.INPUT.RESIZE_TYPE == "shortest_edge":
         return T.ResizeShortestEdge(
             cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
@@ -33,6 +35,7 @@ def build_resize(cfg):
 
 
 def build_photometric_distortion(cfg):
+    """mmseg's PhotoMetricDistortion from ``INPUT.PHOTOMETRIC_DISTORTION``, its ranges checked first."""
     distortion = cfg.INPUT.PHOTOMETRIC_DISTORTION
     key = "INPUT.PHOTOMETRIC_DISTORTION"
     for name in ("CONTRAST_RANGE", "SATURATION_RANGE"):

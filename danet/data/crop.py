@@ -51,6 +51,8 @@ class RandomCropCategoryRatio(T.Augmentation):
         return top, left, height, width
 
     def _is_balanced(self, sem_seg, window):
+        """Whether the window holds two classes or more, none covering
+        ``cat_max_ratio`` of its labelled pixels or more (mmseg's ``cat_max_ratio``)."""
         top, left, height, width = window
         labels, counts = np.unique(sem_seg[top : top + height, left : left + width], return_counts=True)
         counts = counts[labels != self.ignore_value]

@@ -105,6 +105,7 @@ def _as_uint8(label, label_file):
 
 
 def _read(path, reader):
+    """``reader(path)``, or a BadSampleError naming a missing, empty or broken file."""
     try:
         return reader(path)
     except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for missing, empty or broken files
@@ -112,6 +113,7 @@ def _read(path, reader):
 
 
 def build_train_mapper(cfg):
+    """The dataset mapper of training, with the augmentations of :func:`build_train_augmentation`."""
     return SemSegDatasetMapper(cfg, is_train=True, augmentations=build_train_augmentation(cfg))
 
 

@@ -46,6 +46,8 @@ class PhotoMetricDistortionTransform(T.Transform):
         return img
 
     def _in_hsv(self, img, channel, change):
+        """``img`` with ``change`` applied to one HSV channel (0 hue, 1 saturation),
+        through OpenCV's colour conversions as mmseg does."""
         to_hsv, from_hsv = _HSV_CODES[self.image_format]
         hsv = cv2.cvtColor(np.ascontiguousarray(img), to_hsv)
         hsv[:, :, channel] = change(hsv[:, :, channel])
@@ -105,4 +107,5 @@ class PhotoMetricDistortion(T.Augmentation):
         return PhotoMetricDistortionTransform(self.image_format, brightness, contrast_first, contrast, saturation, hue)
 
     def _draw_contrast(self):
+        """A contrast factor, or None (the step skipped) with probability 0.5."""
         return np.random.uniform(*self.contrast_range) if np.random.randint(2) else None

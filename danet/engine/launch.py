@@ -137,6 +137,8 @@ def cuda_device(cluster, visible):
 
 
 def _integer(env, key, default=None):
+    """The integer value of the environment variable ``key`` (``default`` when it is
+    unset and a default is given); an InputError naming it otherwise."""
     if key not in env and default is not None:
         return default
     try:

@@ -59,10 +59,14 @@ class PreemptionHook(HookBase):
             self._flag_group = dist.new_group(backend="gloo")
 
     def _record(self, signum, frame):
+        """Signal handler: remember the first stop signal; the stop comes after the iteration."""
         if self.received is None:
             self.received = signal.Signals(signum)
 
     def after_step(self):
+        """Every ``check_period`` iterations: when any process received a stop signal,
+        save ``model_<iter>_preempted.pth`` and exit with PREEMPTED_EXIT_STATUS, all
+        processes after the same iteration (the last iteration ends normally)."""
         iteration = self.trainer.iter
         if (iteration + 1) % self.check_period or not self._signalled_anywhere():
             return
@@ -88,6 +92,7 @@ class PreemptionHook(HookBase):
                 signal.signal(sig, handler)
 
     def _signalled_anywhere(self):
+        """Whether any process received a stop signal: one all-reduce (MAX) of a flag."""
         flag = torch.tensor([self.received is not None], dtype=torch.int32)
         if comm.get_world_size() > 1:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._flag_group)
@@ -134,6 +139,8 @@ def shield_data_workers(data_loader, cfg):
 
 
 def _shield_worker(signals, worker_init_fn, worker_id):
+    """worker_init_fn of a shielded worker: block the stop signals in all its threads,
+    wait for them in a thread of its own, then run the loader's own worker_init_fn."""
     # Blocked here, the signals stay blocked in every thread the worker starts later.
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     threading.Thread(target=_exit_on_signal_from_parent, args=(signals, os.getppid()), daemon=True).start()
@@ -142,6 +149,8 @@ def _shield_worker(signals, worker_init_fn, worker_id):
 
 
 def _exit_on_signal_from_parent(signals, parent):
+    """Wait for the stop signals and exit on the first one ``parent`` sends
+    (the DataLoader ending its workers); ignore the others."""
     while signal.sigwaitinfo(signals).si_pid != parent:
         pass
     os._exit(0)

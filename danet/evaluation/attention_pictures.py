@@ -43,6 +43,8 @@ def attention_pictures_to_tensorboard(cfg, model):
     pictures = {}
 
     def draw(segmentor, args, outputs):
+        """Forward hook of the segmentor: draw the picture of each image of the
+        batch, until ``count`` are drawn."""
         for inputs, output, attention in zip(args[0], outputs, recorder.take()):
             if len(pictures) == count:
                 return
@@ -66,6 +68,8 @@ def attention_pictures_to_tensorboard(cfg, model):
 
 
 def _write(pictures, output_dir):
+    """Put the pictures in the running trainer's event storage; outside training
+    (``--eval-only``), write them as TensorBoard events into ``output_dir``."""
     if has_event_storage():
         for tag, picture in pictures.items():
             get_event_storage().put_image(tag, picture)

@@ -25,6 +25,7 @@ SUMMARY_METRICS = (("PA %", "pACC"), ("mean PA %", "mACC"), ("mean IoU %", "mIoU
 
 
 def _summary_row(sem_seg_results):
+    """PA, mean PA, mIoU and FW IoU of SemSegEvaluator's results, in SUMMARY_METRICS' order."""
     return [sem_seg_results[key] for _, key in SUMMARY_METRICS]
 
 
@@ -72,6 +73,9 @@ class SemSegReportEvaluator(SemSegEvaluator):
     """
 
     def evaluate(self):
+        """SemSegEvaluator's results with mIoU and per-class IoU by Cityscapes'
+        convention (a class predicted but absent from the ground truth scores 0),
+        logged per class and, with an output folder, written as the report files."""
         results = super().evaluate()
         if results is None:  # not the main process
             return None

@@ -142,10 +142,13 @@ def export_model(cfg, fmt, output_dir, size=(512, 1024), attention_impl=None, in
 
 
 def metadata_path(model_path):
+    """The ``model.json`` beside an exported model file."""
     return os.path.join(os.path.dirname(model_path), "model.json")
 
 
 def _export_onnx(module, example, path):
+    """torch.onnx's dynamo export of ``module`` at ONNX_OPSET: batch, height and width
+    dynamic, the weights inside the file."""
     dynamic = torch.export.Dim.DYNAMIC
     torch.onnx.export(
         module,

@@ -34,6 +34,7 @@ class ExportableSegmentor(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
 
     def position_attention_modules(self):
+        """Every position-attention module of the graph: the paper's and the "seed" form."""
         return [m for m in self.modules() if isinstance(m, (PositionAttention, FeatureSimilarityPositionAttention))]
 
     def set_attention_impl(self, impl):

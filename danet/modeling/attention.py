@@ -32,10 +32,10 @@ def check_impl(impl):
 def resolve_impl(impl, device):
     """The route "auto" takes on ``device``.
 
-    CPU: the chunked Function. On 2 CPU cores at 96x96, C = 512, batch 1
-    (benchmarks/bench_attention.py) it took 0.95x naive's time and 0.21x its
-    memory; SDPA took 1.7x the time (its CPU flash kernel needs equal q/k/v
-    widths, so queries and keys are zero-padded) for 0.18x the memory.
+    CPU: the chunked Function, about as fast as naive for a fraction of its
+    memory. SDPA's CPU flash kernel needs equal q/k/v widths, so queries and
+    keys are zero-padded to the value width, which makes it slower than naive
+    (benchmarks/bench_attention.py; figures in docs/BENCHMARKS.md).
     CUDA: SDPA, whose memory-efficient kernel accepts a value width different
     from the query/key width (chosen from the kernels' documented constraints);
     inputs that kernel refuses take the chunked route (see _sdpa_cuda).

@@ -37,6 +37,9 @@ def stage_dilations(num_blocks, dilation, contract=True, multi_grid=None):
 
 
 def _check_dilations(res4_dilation, res5_dilation, multi_grid, res5_blocks):
+    """An InputError naming the MODEL.RESNETS key when the dilations are not ones this
+    backbone builds (res4 1 or 2, res5 the same or twice it) or the multi-grid has
+    not one factor per res5 block."""
     if res4_dilation not in (1, 2):
         raise InputError(f"MODEL.RESNETS.RES4_DILATION must be 1 or 2, got {res4_dilation}")
     if res5_dilation not in (res4_dilation, 2 * res4_dilation):

@@ -13,12 +13,14 @@ import torch
 
 # Rows per block are chosen so one float32 [B, rows, N] score block stays near
 # this size. Backward accumulates dK and dV over all keys once per block, so
-# smaller blocks cost time: on 2 CPU cores at N = 9216, 8 MB blocks made
-# backward 1.8x the naive one, 32 MB blocks 1.3x.
+# smaller blocks cost time (measured on CPU: docs/BENCHMARKS.md, "Design
+# measurements").
 BLOCK_BYTES = 32 * 2**20
 
 
 def block_rows(batch, num_keys):
+    """Query rows per block, so that one float32 [batch, rows, num_keys] score block
+    stays near BLOCK_BYTES; at least one."""
     return max(1, BLOCK_BYTES // (4 * batch * num_keys))
 
 
@@ -64,8 +66,8 @@ class ChunkedAttention(torch.autograd.Function):
 
 class _BlockBuffers:
     """One float32 (at least) score buffer reused by every block: allocating a
-    fresh block each time lets the heap grow by several blocks (on CPU, 2x the
-    layer's peak memory at 32 MB blocks)."""
+    fresh block each time lets the heap grow by several blocks, which raises
+    the layer's peak memory (docs/BENCHMARKS.md, "Design measurements")."""
 
     def __init__(self, query, key):
         batch, self.num_queries, _ = query.shape

@@ -33,8 +33,8 @@ BACKBONE_PARTS = ("stem", "res2", "res3", "res4", "res5")
 HEAD_PARTS = ("position_branch", "channel_branch")
 CHECKPOINT_PARTS = BACKBONE_PARTS + HEAD_PARTS + ("losses",)
 # What MODEL.DANET.MEMORY_SAVING True recomputes: the parts that free the most
-# memory per second of recompute (benchmarks/bench_saved_activations.py; README
-# "Memory-saving training").
+# memory per second of recompute; the head branches free little for what their
+# recompute costs (benchmarks/bench_saved_activations.py, docs/BENCHMARKS.md).
 SWITCH_PARTS = BACKBONE_PARTS + ("losses",)
 
 
@@ -87,6 +87,8 @@ class RecomputedLosses:
         }
 
     def one_term(self, name, prediction, targets):
+        """Loss term ``name`` of one prediction by the head's own ``losses``: what the
+        backward computes again."""
         return type(self.head).losses(self.head, {name: prediction}, targets)[name]
 
 

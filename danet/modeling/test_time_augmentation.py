@@ -143,6 +143,8 @@ class SemanticSegmentorWithTTA(nn.Module):
         return [{"sem_seg": self._segment(x)} for x in batched_inputs]
 
     def _segment(self, inputs):
+        """Logits [K, height, width] of one input: its views at every scale (and
+        flipped) averaged, as logits or as probabilities (``average``)."""
         image = inputs["image"]
         height, width = image.shape[-2:]
         out_size = (inputs.get("height", height), inputs.get("width", width))
@@ -182,6 +184,7 @@ class SemanticSegmentorWithTTA(nn.Module):
         return resize_logits(logits, out_size, self.align_corners)
 
     def _run(self, image, out_size):
+        """The wrapped model's logits of one image, resized to ``out_size``."""
         height, width = out_size
         return self.model([{"image": image, "height": height, "width": width}])[0]["sem_seg"]
 

@@ -143,6 +143,8 @@ class AttentionRecorder:
 
 
 def _find_danet_segmentor(model):
+    """The module of ``model`` whose ``sem_seg_head`` is a DANetHead (the model
+    itself, or inside a wrapper); an InputError when there is none."""
     for module in model.modules():
         if isinstance(getattr(module, "sem_seg_head", None), DANetHead):
             return module

@@ -101,6 +101,8 @@ class InteractiveSegmenter:
         return self._recorded(self.whole_image_predictor, image)[1]
 
     def _recorded(self, predictor, image):
+        """``predictor(image)`` with the attention recorded: (logits, the HeadAttention
+        of its one forward)."""
         try:
             with self.recorder:
                 logits = predictor(image)

@@ -26,6 +26,8 @@ def _files_by_stem(folder, extensions):
 
 
 def _require_folder(folder, prepare=None):
+    """A MissingInputError naming ``folder`` when it does not exist, with the
+    ``prepare`` command that makes it, if there is one."""
     if not os.path.isdir(folder):
         how = f"run `{prepare}`" if prepare else "check the dataset root (DETECTRON2_DATASETS)"
         raise MissingInputError(f"Dataset folder {folder} does not exist: {how}")

@@ -48,7 +48,7 @@ def check_datasets_fit_model(cfg):
         for name in cfg.DATASETS[key]:
             if name not in DatasetCatalog.list():
                 close = difflib.get_close_matches(name, DatasetCatalog.list(), n=3)
-                hint = f"did you mean {', '.join(close)}?" if close else "see README, Datasets"
+                hint = f"did you mean {', '.join(close)}?" if close else "see datasets/README.md"
                 raise InputError(f"DATASETS.{key}: dataset {name!r} is not registered; {hint}")
             meta = MetadataCatalog.get(name)
             classes = getattr(meta, "stuff_classes", None)

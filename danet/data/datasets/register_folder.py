@@ -236,7 +236,7 @@ def register_folder_sem_seg(root, name=None, classes=None, colors=None, ignore_l
     name = name or os.path.basename(root)
     image_root = os.path.join(root, "images")
     if not os.path.isdir(image_root):
-        raise MissingInputError(f"Dataset root {root} has no images/ folder: see README, Your own data")
+        raise MissingInputError(f"Dataset root {root} has no images/ folder: see datasets/README.md, 'Your own data'")
     splits = sorted(d for d in os.listdir(image_root) if os.path.isdir(os.path.join(image_root, d)))
     if not splits:
         raise MissingInputError(f"{image_root} has no split folders: put the images in images/train, images/val")
