@@ -11,10 +11,10 @@ export DETECTRON2_SPEC
 # requirements.txt gave (<2), so pip cannot upgrade it.
 # The stamp is keyed on everything that decides what gets installed, so a
 # second `make setup` with nothing changed costs nothing.
-SETUP_KEY := $(shell cat requirements.txt requirements-export.txt requirements-web.txt tools/install_detectron2.sh | sha1sum | cut -c1-12)-$(shell echo '$(TORCH_SPEC) $(DETECTRON2_SPEC)' | sha1sum | cut -c1-8)
+SETUP_KEY := $(shell cat requirements.txt requirements-export.txt requirements-web.txt pyproject.toml tools/install_detectron2.sh | sha1sum | cut -c1-12)-$(shell echo '$(TORCH_SPEC) $(DETECTRON2_SPEC)' | sha1sum | cut -c1-8)
 STAMP := $(VENV)/.setup-$(SETUP_KEY)
 
-.PHONY: setup test test-all clean
+.PHONY: setup test clean
 setup: $(STAMP)
 
 $(STAMP):
@@ -26,6 +26,9 @@ $(STAMP):
 	$(PY) -c 'import numpy; print(f"numpy=={numpy.__version__}")' > $(VENV)/numpy-constraint.txt
 	$(PY) -m pip install -q -r requirements-export.txt -c $(VENV)/numpy-constraint.txt
 	$(PY) -m pip install -q -r requirements-web.txt -c $(VENV)/numpy-constraint.txt
+	# The package itself, editable and without its (already installed) dependencies:
+	# `import danet` then works from any directory.
+	$(PY) -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.setup-*
 	touch $@
 
