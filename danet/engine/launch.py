@@ -2,6 +2,7 @@
 torchrun or SLURM's srun started: their process group comes from the
 environment those launchers set."""
 import dataclasses
+import gc
 import os
 import re
 import sys
@@ -118,7 +119,20 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
         comm.synchronize()
         return main_func(*args)
     finally:
-        dist.destroy_process_group()
+        destroy_process_groups()
+
+
+def destroy_process_groups():
+    """Destroy every process group, and drop detectron2's references to them
+    (its local group, its cached gloo group) while the interpreter is alive.
+    A group destroyed only at interpreter exit can abort the process in gloo's
+    threads ("terminate called without an active exception", status 134) after
+    training has finished, which a job script would take for a failure."""
+    dist.destroy_process_group()
+    comm._LOCAL_PROCESS_GROUP = None
+    comm.create_local_process_group.cache_clear()
+    comm._get_global_gloo_group.cache_clear()
+    gc.collect()
 
 
 def cuda_device(cluster, visible):
