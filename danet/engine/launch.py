@@ -88,7 +88,9 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
     detectron2's per-machine group, then run ``main_func(*args)``."""
     cluster = cluster_environment(os.environ)
     if cluster is None:
-        return d2_launch(main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args=args)
+        return d2_launch(
+            run_then_free_groups, num_gpus_per_machine, num_machines, machine_rank, dist_url, args=(main_func, *args)
+        )
     if num_gpus_per_machine > 1 or num_machines > 1:
         raise InputError(
             f"--num-gpus / --num-machines under {cluster.launcher}, which starts the processes itself: "
@@ -120,6 +122,16 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
         return main_func(*args)
     finally:
         destroy_process_groups()
+
+
+def run_then_free_groups(main_func, *args):
+    """``main_func(*args)`` in a process detectron2's launch() started, then
+    :func:`destroy_process_groups` if it joined a process group."""
+    try:
+        return main_func(*args)
+    finally:
+        if dist.is_initialized():
+            destroy_process_groups()
 
 
 def destroy_process_groups():
