@@ -101,3 +101,20 @@ def test_unreachable_url_is_one_line_naming_it_and_what_to_do(server, cache, whe
     assert "give MODEL.WEIGHTS the file" in message and str(cache) in message
     assert "\n" not in message and len(message) < 400
     assert cached_files(cache) == []
+
+
+def test_detectron2_url_downloads_from_detectron2s_site_the_same_way(server, cache, weights, monkeypatch):
+    """detectron2:// names a file under detectron2's download site: fetched, checked and
+    cached as a URL, and offline the same one line (configs/original's MODEL.WEIGHTS)."""
+    from detectron2.utils.file_io import Detectron2Handler
+
+    _, data, _ = weights
+    site = server.serve("/detectron2/DeepLab/tiny.pth", data).replace("DeepLab/tiny.pth", "")
+    monkeypatch.setattr(Detectron2Handler, "S3_DETECTRON2_PREFIX", site)
+    load("detectron2://DeepLab/tiny.pth")
+    assert cached_files(cache) == ["tiny.pth"]
+    with pytest.raises(CheckpointError) as error:
+        load("detectron2://DeepLab/R-103.pkl")
+    message = str(error.value)
+    assert message.startswith(f"MODEL.WEIGHTS {site}DeepLab/R-103.pkl: cannot download it (HTTP Error 404")
+    assert "\n" not in message

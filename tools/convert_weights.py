@@ -18,10 +18,9 @@ from collections import Counter
 
 import torch
 
-from detectron2.utils.file_io import PathManager
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from danet.checkpoint import LAYOUTS, fetch_checkpoint, is_url, read_checkpoint, to_project_names  # noqa: E402
+from danet.checkpoint import LAYOUTS, local_checkpoint, read_checkpoint, to_project_names  # noqa: E402
 from danet.checkpoint.layouts import unwrap_state_dict  # noqa: E402
 from danet.errors import InputError, MissingInputError, exit_on_input_error  # noqa: E402
 
@@ -40,28 +39,13 @@ def get_parser():
     return parser
 
 
-def local_copy(src):
-    """The local path of SRC: an http(s) URL downloaded and checked as
-    MODEL.WEIGHTS URLs are, another scheme (detectron2://) by detectron2."""
-    if is_url(src):
-        return fetch_checkpoint(src, source="SRC")
-    try:
-        return PathManager.get_local_path(src)
-    except OSError as e:  # urllib's URLError and HTTPError are OSErrors
-        reason = getattr(e, "reason", None) or e
-        raise MissingInputError(
-            f"SRC {src}: the download failed ({reason}): check the URL and the network, or download the file "
-            "on a machine with network and give its path"
-        ) from e
-
-
 def convert(src, dst, layout=None):
     """Write SRC's weights in this project's names to DST; returns the lines of the report."""
     if "://" not in src and not os.path.isfile(src):
         raise MissingInputError(f"SRC {src!r} does not exist: give a checkpoint file or URL")
     if os.path.isdir(dst):
         raise InputError(f"DST {dst!r} is a folder: give the file to write, such as {os.path.join(dst, 'model.pth')}")
-    original = unwrap_state_dict(read_checkpoint(local_copy(src)))
+    original = unwrap_state_dict(read_checkpoint(local_checkpoint(src, source="SRC")))
     state_dict, layout = to_project_names(original, src, layout)
     parts = Counter(".".join(key.split(".")[:2]) for key in state_dict)
     dst_dir = os.path.dirname(os.path.abspath(dst))

@@ -1,5 +1,5 @@
 from . import mmseg, official, torchvision  # noqa: F401  (registers their layouts)
 from .checkpointer import SafeCheckpointer, read_checkpoint, to_project_names
-from .download import fetch_checkpoint, is_url
+from .download import local_checkpoint
 from .errors import CheckpointError
 from .layouts import LAYOUTS, WeightLayout, detect_layout, register_layout

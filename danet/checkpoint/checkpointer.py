@@ -8,7 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..errors import MissingInputError
-from .download import fetch_checkpoint, is_url
+from .download import is_url, local_checkpoint
 from .errors import CheckpointError
 from .layouts import LAYOUTS, detect_layout, is_project_layout, summarize_keys, unwrap_state_dict
 
@@ -77,10 +77,11 @@ class SafeCheckpointer(DetectionCheckpointer):
         _write_atomically(path, "w", lambda f: f.write(last_filename_basename))
 
     def load(self, path, *args, **kwargs):
-        """Load ``path``, a file or a URL; an http(s) URL is downloaded into
-        detectron2's cache and checked (danet/checkpoint/download.py)."""
+        """Load ``path``, a file or a URL (http(s), or detectron2:// as detectron2
+        names its files); a URL is downloaded into detectron2's cache and checked
+        (danet/checkpoint/download.py)."""
         if path and is_url(path):
-            path = fetch_checkpoint(path)
+            path = local_checkpoint(path)
         elif path and "://" not in path and not os.path.isfile(path):
             raise MissingInputError(
                 f"Checkpoint {path!r} does not exist: set MODEL.WEIGHTS to an existing file "

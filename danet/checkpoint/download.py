@@ -14,6 +14,7 @@ mmsegmentation's and torchvision's do (``..._20200607_133029-2bfa2293.pth``,
 A truncated or altered download is named and never cached.
 """
 import hashlib
+import http.client
 import logging
 import os
 import re
@@ -23,6 +24,8 @@ from urllib.parse import urlparse
 
 import tqdm
 from iopath.common.file_io import file_lock, get_cache_dir
+
+from detectron2.utils.file_io import Detectron2Handler
 
 from .errors import CheckpointError
 
@@ -36,8 +39,17 @@ TIMEOUT_SECONDS = 60
 
 
 def is_url(path):
-    """Whether ``path`` is an http(s) URL; other ``scheme://`` paths are left to detectron2's PathManager."""
-    return path.startswith(URL_PREFIXES)
+    """Whether ``path`` is an http(s) URL, or a ``detectron2://`` name of one."""
+    return path.startswith(URL_PREFIXES + (Detectron2Handler.PREFIX,))
+
+
+def local_checkpoint(path, source="MODEL.WEIGHTS"):
+    """The local file of ``path``: a URL (``detectron2://`` names one under
+    detectron2's download site) is downloaded and checked by
+    :func:`fetch_checkpoint`; anything else is returned as it is."""
+    if path.startswith(Detectron2Handler.PREFIX):
+        path = Detectron2Handler.S3_DETECTRON2_PREFIX + path[len(Detectron2Handler.PREFIX) :]
+    return fetch_checkpoint(path, source) if is_url(path) else path
 
 
 def cached_path(url):
@@ -79,7 +91,7 @@ def _download(url, path, source):
         if problem:
             raise CheckpointError(f"{source} {url}: the download is {problem}; nothing was cached: retry, or {advice}")
         os.replace(tmp_path, path)
-    except (urllib.error.URLError, OSError) as e:  # no network, DNS, refused, HTTP errors, timeouts
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # no network, DNS, refused, HTTP errors, timeouts
         reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
         raise CheckpointError(f"{source} {url}: cannot download it ({reason}); {advice}") from e
     finally:
