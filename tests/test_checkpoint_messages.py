@@ -3,7 +3,9 @@ how many tensors, the first few and the likely cause with the option for it."""
 import pytest
 import torch
 
-from danet.checkpoint import CheckpointError
+from detectron2.modeling import build_model
+
+from danet.checkpoint import CheckpointError, SafeCheckpointer
 from danet.engine import build_inference_model
 from helpers import save_tiny_weights, tiny_cfg
 
@@ -54,3 +56,21 @@ def test_another_depth_names_the_missing_blocks_with_their_count(tiny_weights):
     message = load_error(tiny_weights, "MODEL.RESNETS.DEPTH", "101")
     assert f"not in the checkpoint: {missing[0]} (+{len(missing) - 1} in backbone.res4)" in message
     assert "MODEL.RESNETS.DEPTH" in message
+
+
+def test_other_attention_widths_are_not_taken_for_another_number_of_classes(tiny_weights):
+    """Position attention's query and key convs of another MODEL.DANET.KEY_REDUCTION differ, as
+    classifiers would, only in their number of outputs: only classifiers count as classes."""
+    message = load_error(tiny_weights, "MODEL.DANET.KEY_REDUCTION", "4")
+    assert "position_branch.1.query.weight (16, 128, 1, 1) vs model (32, 128, 1, 1)" in message
+    assert "another backbone or head config" in message and "classes in the checkpoint" not in message
+
+
+def test_fine_tuning_skips_the_classifiers_only(tiny_weights):
+    """With MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER and as many classes as the query width,
+    the query and key convs of another width are refused, not left at their initialisation."""
+    model = build_model(tiny_cfg("MODEL.DANET.KEY_REDUCTION", "4", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "32"))
+    with pytest.raises(CheckpointError, match=r"position_branch\.1\.query\.weight \(16, 128, 1, 1\) vs model"):
+        SafeCheckpointer(model, skip_mismatched_classes=32).load(tiny_weights)
+    classes_only = build_model(tiny_cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", "32"))
+    SafeCheckpointer(classes_only, skip_mismatched_classes=32).load(tiny_weights)

@@ -8,6 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..errors import MissingInputError
+from ..modeling.danet_head import Classifier
 from .download import is_url, local_checkpoint
 from .errors import CheckpointError
 from .layouts import LAYOUTS, detect_layout, is_project_layout, summarize_keys, unwrap_state_dict
@@ -108,9 +109,10 @@ class SafeCheckpointer(DetectionCheckpointer):
         published model)."""
         layout = checkpoint.get("layout")
         incompatible = super()._load_model(checkpoint)
-        mismatched = self._skip_classifiers(incompatible.incorrect_shapes)
+        classifiers = classifier_keys(self.model)
+        mismatched = self._skip_classifiers(incompatible.incorrect_shapes, classifiers)
         if mismatched:
-            raise CheckpointError(describe_shape_mismatches(mismatched))
+            raise CheckpointError(describe_shape_mismatches(mismatched, classifiers))
         unused = [k for k in incompatible.unexpected_keys if not k.endswith(_IGNORED_SUFFIX)]
         if layout and unused:
             raise CheckpointError(
@@ -131,13 +133,18 @@ class SafeCheckpointer(DetectionCheckpointer):
             )
         return incompatible
 
-    def _skip_classifiers(self, incorrect_shapes):
-        """The shape mismatches that are not classifiers to skip (see ``skip_mismatched_classes``)."""
+    def _skip_classifiers(self, incorrect_shapes, classifiers):
+        """The shape mismatches that are not classifiers (``classifiers``: their
+        keys) to skip (see ``skip_mismatched_classes``)."""
         if self.skip_mismatched_classes is None:
             return incorrect_shapes
         kept = []
         for key, ckpt_shape, model_shape in incorrect_shapes:
-            if ckpt_shape[1:] == model_shape[1:] and model_shape[0] == self.skip_mismatched_classes:
+            if (
+                key in classifiers
+                and ckpt_shape[1:] == model_shape[1:]
+                and model_shape[0] == self.skip_mismatched_classes
+            ):
                 self.logger.warning(
                     f"MODEL.WEIGHTS_SKIP_MISMATCHED_CLASSIFIER: not loading {key} "
                     f"{tuple(ckpt_shape)}, the model's {tuple(model_shape)} keeps its initialisation"
@@ -147,15 +154,26 @@ class SafeCheckpointer(DetectionCheckpointer):
         return kept
 
 
-def describe_shape_mismatches(mismatched, shown=2):
+def classifier_keys(model):
+    """The state-dict keys of ``model``'s classifiers
+    (:class:`~danet.modeling.danet_head.Classifier`): the weights whose shape
+    depends on the number of classes."""
+    return {
+        f"{name}.{key}" for name, module in model.named_modules() if isinstance(module, Classifier)
+        for key in module.state_dict()
+    }  # fmt: skip
+
+
+def describe_shape_mismatches(mismatched, classifiers, shown=2):
     """A bounded one-line message for ``(key, checkpoint shape, model shape)``
     triples: how many, the first ``shown`` and the likely cause. When every
-    mismatch differs only in the first dimension, by the same two numbers,
-    they are the classifiers of another number of classes; otherwise the
-    checkpoint was trained with another backbone or head config."""
+    mismatch is a classifier (a key in ``classifiers``) that differs only in
+    its number of outputs, by the same two numbers, the checkpoint has another
+    number of classes; otherwise it was trained with another backbone or head
+    config."""
     examples = ", ".join(f"{key} {tuple(c)} vs model {tuple(m)}" for key, c, m in mismatched[:shown])
     first_dims = {(c[0], m[0]) for _, c, m in mismatched}
-    if len(first_dims) == 1 and all(tuple(c[1:]) == tuple(m[1:]) for _, c, m in mismatched):
+    if len(first_dims) == 1 and all(key in classifiers and tuple(c[1:]) == tuple(m[1:]) for key, c, m in mismatched):
         ((ckpt_classes, model_classes),) = first_dims
         cause = (
             f"{ckpt_classes} classes in the checkpoint, {model_classes} in the model: set MODEL.SEM_SEG_HEAD.NUM_CLASSES "

@@ -43,13 +43,17 @@ def conv_norm_relu(in_channels, out_channels, kernel_size, norm, init="mmseg"):
     return conv
 
 
-def classifier(in_channels, num_classes, dropout, init_std=None):
-    """Dropout and a 1x1 conv; with ``init_std`` the conv starts from Normal(0, init_std), bias 0."""
-    conv = nn.Conv2d(in_channels, num_classes, 1)
-    if init_std is not None:
-        nn.init.normal_(conv.weight, std=init_std)
-        nn.init.zeros_(conv.bias)
-    return nn.Sequential(nn.Dropout2d(dropout), conv)
+class Classifier(nn.Sequential):
+    """Dropout and a 1x1 conv to the classes; with ``init_std`` the conv starts
+    from Normal(0, init_std), bias 0. Its own type so that the checkpointer can
+    tell the weights that depend on the number of classes from the others."""
+
+    def __init__(self, in_channels, num_classes, dropout, init_std=None):
+        conv = nn.Conv2d(in_channels, num_classes, 1)
+        if init_std is not None:
+            nn.init.normal_(conv.weight, std=init_std)
+            nn.init.zeros_(conv.bias)
+        super().__init__(nn.Dropout2d(dropout), conv)
 
 
 class AttentionBranch(nn.Sequential):
@@ -121,9 +125,9 @@ class DANetHead(nn.Module):
         self.loss_average = loss_average
         self.position_branch = AttentionBranch(in_channels, channels, pam, norm, head_init)
         self.channel_branch = AttentionBranch(in_channels, channels, ChannelAttention(), norm, head_init)
-        self.fused_predictor = classifier(channels, num_classes, dropout, conv_seg_std)
-        self.position_predictor = classifier(channels, num_classes, dropout)
-        self.channel_predictor = classifier(channels, num_classes, dropout)
+        self.fused_predictor = Classifier(channels, num_classes, dropout, conv_seg_std)
+        self.position_predictor = Classifier(channels, num_classes, dropout)
+        self.channel_predictor = Classifier(channels, num_classes, dropout)
         self.loss_weights = {
             "loss_fused": loss_weight,
             "loss_position": position_loss_weight,
@@ -134,7 +138,7 @@ class DANetHead(nn.Module):
             aux_in_channels = input_shape[aux_in_feature].channels
             self.aux_head = nn.Sequential(
                 conv_norm_relu(aux_in_channels, aux_in_channels // 4, 3, norm, head_init),
-                classifier(aux_in_channels // 4, num_classes, dropout, conv_seg_std),
+                Classifier(aux_in_channels // 4, num_classes, dropout, conv_seg_std),
             )
             self.loss_weights["loss_aux"] = aux_loss_weight
 
