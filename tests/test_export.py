@@ -168,6 +168,17 @@ def test_runner_refuses_an_export_without_the_settings_it_needs(exported, tmp_pa
     )
 
 
+def test_runner_names_a_model_json_that_is_not_json(exported, tmp_path):
+    _, paths = exported
+    shutil.copy(paths["torchscript", True], tmp_path / "model.ts")
+    (tmp_path / "model.json").write_text('{"format": "torchscript", ')  # cut short
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "frame.png")
+    argv = ["--model", str(tmp_path / "model.ts"), "--input", str(tmp_path / "frame.png"), "--output", str(tmp_path / "out")]
+    message = one_line_error(lambda: runner.main(argv))
+    assert message.startswith(f"segment_exported.py: error: {tmp_path / 'model.json'} is not the JSON tools/export_model.py writes (")
+    assert message.endswith("): export the model again")
+
+
 def export_argv(output, *opts, flags=()):
     return ["--config-file", BASE_CONFIG, "--format", "torchscript", "--output", str(output), "--size", "48", "64",
             *flags, *TINY_MODEL_OPTS, *opts]  # fmt: skip

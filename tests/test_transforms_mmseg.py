@@ -383,6 +383,7 @@ def test_base_size_is_an_int_or_a_long_short_pair(base_size, bounds):
     [
         (["INPUT.SCALE.BASE_SIZE", (2048,)], "INPUT.SCALE.BASE_SIZE must be a positive int or a pair"),
         (["INPUT.SCALE.BASE_SIZE", 0], "INPUT.SCALE.BASE_SIZE must be a positive int or a pair"),
+        (["INPUT.SCALE.BASE_SIZE", 96, "INPUT.SCALE.RANGE", (0.5, 1.0, 2.0)], r"INPUT.SCALE.RANGE must be \(low, high\)"),
         (["INPUT.SCALE.BASE_SIZE", None], "INPUT.RESIZE_TYPE 'scale' needs INPUT.SCALE.BASE_SIZE"),
         (["INPUT.SCALE.BASE_SIZE", 96, "INPUT.SCALE.RANGE", (2.0, 0.5)], "INPUT.SCALE.RANGE must be"),
         (

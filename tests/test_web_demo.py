@@ -7,6 +7,7 @@ The browser tests need Debian's chromium and chromium-driver; without them they
 skip, unless DANET_REQUIRE_BROWSER=1 (CI) makes them fail.
 """
 
+import http.client
 import json
 import os
 import urllib.error
@@ -229,6 +230,15 @@ def test_the_api_answers_bad_requests_with_one_line_messages(served, tmp_path):
         assert "\n" not in answer["error"]
     status, point = api(served, f"/api/attention?id={result['id']}&x=39&y=29")
     assert status == 200 and point["point"] == [39, 29] and point["cell"] == [5, 7]
+    # A negative length is refused, not read until the client hangs up.
+    host, port = served["server"].url.split("//")[1].rstrip("/").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.putrequest("POST", "/api/segment?name=a.png")
+    connection.putheader("Content-Length", "-1")
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 400 and json.load(response)["error"] == "Content-Length must not be negative, got -1"
+    connection.close()
 
 
 def test_channels_strongest_at_a_cell_stand_out_from_their_own_mean():

@@ -107,7 +107,7 @@ class WebDemo:
         dataset = self.cfg.DATASETS.TEST[0]
         try:
             records = DatasetCatalog.get(dataset)
-        except InputError as e:
+        except Exception as e:  # samples are optional: a dataset not on this machine, or not readable
             logger.warning(f"No samples of {dataset}: {e}")
             return []
         return [record["file_name"] for record in records[:count]]
@@ -266,6 +266,8 @@ def make_handler(demo):
 
         def _body(self):
             length = _integer(self.headers.get("Content-Length") or 0, "Content-Length")
+            if length < 0:
+                raise InputError(f"Content-Length must not be negative, got {length}")
             limit = demo.info()["max_upload_bytes"]
             if length > limit:
                 # Read and drop the body in pieces: a client sending it gets the

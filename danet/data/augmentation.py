@@ -27,9 +27,10 @@ def build_resize(cfg):
                 "or a pair (long, short) such as (2048, 512)"
             )
         scale = scale_pair(cfg.INPUT.SCALE.BASE_SIZE, "INPUT.SCALE.BASE_SIZE")
-        low, high = cfg.INPUT.SCALE.RANGE
-        if not 0 < low <= high:
-            raise InputError(f"INPUT.SCALE.RANGE must be (low, high) with 0 < low <= high, got {(low, high)}")
+        scale_range = tuple(cfg.INPUT.SCALE.RANGE)
+        if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+            raise InputError(f"INPUT.SCALE.RANGE must be (low, high) with 0 < low <= high, got {scale_range}")
+        low, high = scale_range
         return RandomRescale(scale, (low, high))
     raise InputError(f"INPUT.RESIZE_TYPE must be 'shortest_edge' or 'scale', got {cfg.INPUT.RESIZE_TYPE!r}")
 

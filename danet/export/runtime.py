@@ -32,8 +32,11 @@ class ExportedModel:
             raise MissingInputError(
                 f"{meta_file} is missing: keep the model.json written by tools/export_model.py next to {path}"
             )
-        with open(meta_file) as f:
-            self.metadata = json.load(f)
+        try:
+            with open(meta_file) as f:
+                self.metadata = json.load(f)
+        except ValueError as e:  # not JSON, or not UTF-8
+            raise InputError(f"{meta_file} is not the JSON tools/export_model.py writes ({e}): export the model again") from e
         missing = [key for key in REQUIRED_METADATA if key not in self.metadata]
         if missing:
             raise InputError(
