@@ -326,6 +326,12 @@ def test_min_size_test_zero_keeps_the_image(tmp_path):
     np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), rgb)
 
 
+def test_a_long_side_bound_below_the_short_sides_is_refused():
+    """detectron2 and mmseg read the two test sizes differently when MAX_SIZE_TEST < MIN_SIZE_TEST."""
+    with pytest.raises(InputError, match="INPUT.MAX_SIZE_TEST 800 is below INPUT.MIN_SIZE_TEST 1024"):
+        build_test_mapper(tiny_cfg("INPUT.MIN_SIZE_TEST", 1024, "INPUT.MAX_SIZE_TEST", 800))
+
+
 class RecordingModel(torch.nn.Module):
     """Stands in for the segmentor: records each view and returns its mean colour as logits."""
 

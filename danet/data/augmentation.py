@@ -89,4 +89,10 @@ def build_test_augmentation(cfg):
     ``INPUT.MAX_SIZE_TEST`` (detectron2's meaning; mmseg's
     ``Resize(scale=(MAX, MIN), keep_ratio=True)``), with OpenCV; none when
     ``MIN_SIZE_TEST`` is 0."""
+    if cfg.INPUT.MIN_SIZE_TEST and cfg.INPUT.MAX_SIZE_TEST < cfg.INPUT.MIN_SIZE_TEST:
+        # mmseg's bounds and detectron2's resize agree only when the long side's bound is the larger.
+        raise InputError(
+            f"INPUT.MAX_SIZE_TEST {cfg.INPUT.MAX_SIZE_TEST} is below INPUT.MIN_SIZE_TEST {cfg.INPUT.MIN_SIZE_TEST}: "
+            "give the long side's bound at least the short side's"
+        )
     return [Rescale((cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST))]
