@@ -30,7 +30,7 @@ Conventions for writing the docs:
   ``--screenshot``);
 - ``<...>``, ``{a,b}``, ``*`` and ``$VAR`` in a name mark a placeholder or a
   pattern, and such names are not checked;
-- HTML comments (``<!-- lead: ... -->``) are not rendered and not checked.
+- HTML comments (``<!-- ... -->``) are not rendered and not checked.
 """
 
 import ast
@@ -387,7 +387,7 @@ def test_what_is_not_checked_by_convention():
     text = (
         "`mmsegmentation/configs/danet/README.md`, `junfu1115/DANet/danet/option.py`, `output/r50/model_final.pth`,\n"
         "`configs/<name>.yaml`, `datasets/prepare_<name>.py`, `my_data.yaml`,\n"
-        "<!-- lead: `configs/not_yet.yaml` and [a picture](not_yet.png) -->\n"
+        "<!-- `configs/not_yet.yaml` and [a picture](not_yet.png) -->\n"
         "```bash\npython tools/visualize_attention.py --config-file configs/demo.yaml --input a.png "
         "--output docs/not_yet/ --opts MODEL.WEIGHTS x.pth\n```\n"
     )

@@ -52,11 +52,6 @@ PROJECT_NARROW = [
     "MODEL.RESNETS.RES2_OUT_CHANNELS", "32", "MODEL.RESNETS.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN",
     "MODEL.DANET.DROPOUT", "0.0",
 ]  # fmt: skip
-# What configs/mmseg/ must set to train as mmseg does (helper P3 sets them there).
-MMSEG_RECIPE = [
-    "MODEL.DANET.LOSS_AVERAGE", "all_pixels",
-    "SOLVER.LR_SCHEDULER_NAME", "PolyLR", "SOLVER.POLY_LR_ETA_MIN", "1e-4",
-]  # fmt: skip
 # This project's loss names and mmseg's (train_step's log_vars).
 LOSS_NAMES = {
     "loss_fused": "decode.pam_cam.loss_ce", "loss_position": "decode.pam.loss_ce",
@@ -201,7 +196,7 @@ def differences(initial, reference, project):
 def test_training_steps_match_mmseg(reference_runs, tmp_path, variant):
     aux, memory_saving = VARIANTS[variant]
     weights, initial, reference = reference_runs(aux)
-    opts = ["MODEL.DANET.AUX.ENABLED", str(aux), "MODEL.DANET.MEMORY_SAVING", str(memory_saving), *MMSEG_RECIPE]
+    opts = ["MODEL.DANET.AUX.ENABLED", str(aux), "MODEL.DANET.MEMORY_SAVING", str(memory_saving)]
     project, runs_per_iteration = project_training(weights, *fixed_batch(), tmp_path, *opts)
     losses, model = project[1], project[2]
     assert [sorted(step) for step in losses] == [sorted(n for n in LOSS_NAMES if aux or n != "loss_aux")] * ITERATIONS

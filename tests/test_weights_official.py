@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import BACKBONE_REGISTRY, build_model
+from detectron2.modeling import build_model
 
 from danet.checkpoint import CheckpointError, SafeCheckpointer
 from danet.config import load_config
@@ -21,7 +21,7 @@ from authors_reference import backbone_features, head_logits
 from weight_layouts import authors_state_dict, save_authors_checkpoint
 
 OFFICIAL_CONFIG = os.path.join(REPO, "configs", "official", "danet101_cityscapes.yaml")
-# The network of the authors' checkpoint on this branch's backbone, for configs/base.yaml.
+# The network of the authors' checkpoint, for configs/base.yaml.
 AUTHORS_NETWORK = [
     "MODEL.RESNETS.STEM_TYPE", "basic",
     "MODEL.RESNETS.STEM_OUT_CHANNELS", "64",
@@ -33,10 +33,6 @@ NARROW = [
     "MODEL.RESNETS.RES2_OUT_CHANNELS", "32",
     "MODEL.RESNETS.STEM_OUT_CHANNELS", "16",
 ]  # fmt: skip
-HAS_DILATED_BACKBONE = "build_dilated_resnet_backbone" in BACKBONE_REGISTRY
-needs_parity_backbone = pytest.mark.skipif(
-    not HAS_DILATED_BACKBONE, reason="needs build_dilated_resnet_backbone (contracted dilation; parity branch)"
-)
 
 
 def authors_model_cfg(*opts):
@@ -83,8 +79,7 @@ def test_converted_backbone_and_head_compute_as_the_authors(tmp_path):
     with torch.no_grad():
         ours = model.backbone(image)
         expected = backbone_features(state_dict, image, (1,) + (2,) * 5, (4, 8, 16))
-        compared = ("res2", "res3", "res4", "res5") if HAS_DILATED_BACKBONE else ("res2", "res3")
-        for name in compared:
+        for name in ("res2", "res3", "res4", "res5"):
             torch.testing.assert_close(ours[name], expected[name], rtol=1e-4, atol=1e-4, msg=name)
         # The head on the same features: their conv8 logits are our fused logits.
         fused = model.sem_seg_head.fused_predictor(
@@ -93,7 +88,6 @@ def test_converted_backbone_and_head_compute_as_the_authors(tmp_path):
         torch.testing.assert_close(fused, head_logits(state_dict, ours["res5"])[0], rtol=1e-4, atol=1e-4)
 
 
-@needs_parity_backbone
 def test_official_config_builds_the_authors_network_and_their_logits(tmp_path):
     """configs/official/danet101_cityscapes.yaml, narrowed: the whole model's
     logits equal their forward (backbone, head, align_corners=True resize)."""
