@@ -30,10 +30,10 @@ from tqdm import tqdm
 from detectron2.data.detection_utils import read_image
 
 from .config import load_config
+from .data.datasets.loaders import IMAGE_EXTENSIONS
 from .errors import InputError, MissingInputError
 from .visualization import NO_PREDICTION, blend_with_legend
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # MODEL.WEIGHTS, TEST.AUG.ENABLED: what a config key looks like, and an input file name rarely does.
 _CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+")
 

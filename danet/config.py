@@ -92,9 +92,9 @@ def add_danet_config(cfg):
     # Inference (danet/modeling/test_time_augmentation.py, train_net.py --eval-only, demo.py).
     # ---------------------------------------------------------------------------
     # Multi-scale + flip testing reuses detectron2's TEST.AUG.ENABLED and FLIP.
-    # DANet's scales are ratios of the test loader's image size (the authors
-    # used 0.75 .. 2.0 of the base size), so they live in TEST.AUG.SCALES;
-    # detectron2's absolute TEST.AUG.MIN_SIZES / MAX_SIZE are not used.
+    # DANet's scales are ratios of the test loader's image size, as its
+    # references give them, so they live in TEST.AUG.SCALES; detectron2's
+    # absolute TEST.AUG.MIN_SIZES / MAX_SIZE are not used.
     cfg.TEST.AUG.SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
     # How the views are combined: "logits" (the DANet authors) or "probabilities"
     # (softmax per view, mmsegmentation's multi-scale + flip).

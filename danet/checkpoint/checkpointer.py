@@ -8,6 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..errors import MissingInputError
+from ..file_io import write_atomically
 from ..modeling.danet_head import Classifier
 from .download import is_url, local_checkpoint
 from .errors import CheckpointError
@@ -69,13 +70,13 @@ class SafeCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
-        _write_atomically(path, "wb", lambda f: torch.save(data, f))
+        write_atomically(path, "wb", lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
         """Write ``last_checkpoint`` (what ``--resume`` reads) atomically, as :meth:`save` writes checkpoints."""
         path = os.path.join(self.save_dir, "last_checkpoint")
-        _write_atomically(path, "w", lambda f: f.write(last_filename_basename))
+        write_atomically(path, "w", lambda f: f.write(last_filename_basename))
 
     def load(self, path, *args, **kwargs):
         """Load ``path``, a file or a URL (http(s), or detectron2:// as detectron2
@@ -185,14 +186,3 @@ def describe_shape_mismatches(mismatched, classifiers, shown=2):
         f"MODEL.WEIGHTS does not fit this model: {len(mismatched)} tensors of other shapes "
         f"({examples}{', ...' if len(mismatched) > shown else ''}); {cause}"
     )
-
-
-def _write_atomically(path, mode, write):
-    """Write ``path`` through ``write(file)`` into ``path.tmp``, flushed to disk,
-    then renamed over ``path``: a job killed meanwhile leaves the previous file whole."""
-    tmp_path = f"{path}.tmp"
-    with open(tmp_path, mode) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)

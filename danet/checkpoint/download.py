@@ -27,6 +27,7 @@ from iopath.common.file_io import file_lock, get_cache_dir
 
 from detectron2.utils.file_io import Detectron2Handler
 
+from ..file_io import write_atomically
 from .errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -83,26 +84,25 @@ def _download(url, path, source):
         f"download it on a machine with network and give {source} the file, "
         f"or copy it to {path} ($FVCORE_CACHE sets the cache folder)"
     )
-    tmp_path = f"{path}.{os.getpid()}.tmp"
     logger.info(f"Downloading {url} to {path} ...")
-    try:
-        received, expected_bytes, sha256 = _stream(url, tmp_path, os.path.basename(path))
+
+    def stream_checked(f):
+        received, expected_bytes, sha256 = _stream(url, f, os.path.basename(path))
         problem = _download_problem(received, expected_bytes, sha256, expected_hash_prefix(url))
         if problem:
             raise CheckpointError(f"{source} {url}: the download is {problem}; nothing was cached: retry, or {advice}")
-        os.replace(tmp_path, path)
+        logger.info(f"Downloaded {url} ({received} bytes)")
+
+    try:
+        write_atomically(path, "wb", stream_checked)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # no network, DNS, refused, HTTP errors, timeouts
         reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
         raise CheckpointError(f"{source} {url}: cannot download it ({reason}); {advice}") from e
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-    logger.info(f"Downloaded {url} ({received} bytes)")
 
 
-def _stream(url, tmp_path, name):
-    """Write ``url`` to ``tmp_path``; (bytes received, Content-Length or None, SHA-256 hex digest)."""
-    with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response, open(tmp_path, "wb") as f:
+def _stream(url, f, name):
+    """Write ``url`` into the file ``f``; (bytes received, Content-Length or None, SHA-256 hex digest)."""
+    with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
         length = response.headers.get("Content-Length")
         expected_bytes = int(length) if length is not None else None
         sha256, received = hashlib.sha256(), 0

@@ -11,7 +11,7 @@ the attention scales are 0-d tensors).
 from .layouts import WeightLayout, register_layout, rename_keys, renamed_module
 from .torchvision import resnet_key
 
-# The deep stem: conv, BN, ReLU three times (64-64-128 in mmseg's ResNetV1c).
+# The deep stem: conv, BN, ReLU three times (32-32-64 in mmseg's ResNetV1c).
 _STEM_MODULES = {
     "stem.0": "stem.conv1",
     "stem.1": "stem.conv1.norm",

@@ -3,7 +3,9 @@
 Training, in mmsegmentation's order: resize, a crop that no single class
 dominates, flip, photometric distortion, then padding to the crop size (mmseg
 pads last, in its data preprocessor). Test: one resize to the test size.
-Images are resized with OpenCV as mmcv does (:mod:`danet.data.resize`).
+mmseg's training scale and the test resize use OpenCV as mmcv does
+(:mod:`danet.data.resize`); ``RESIZE_TYPE "shortest_edge"`` is detectron2's
+(PIL, as the DANet authors resize).
 """
 from detectron2.data import transforms as T
 

@@ -92,8 +92,8 @@ class SemSegDatasetMapper(DatasetMapper):
 
 
 def _as_uint8(label, label_file):
-    """A 16- or 32-bit label (PIL modes I;16, I) as uint8, the only label type
-    detectron2's resize and crop handle."""
+    """A 16- or 32-bit label (PIL modes I;16, I) as uint8, the label type the
+    training augmentations expect (detectron2's PIL resize takes 8-bit labels only)."""
     if label.dtype == np.uint8:
         return label
     if label.max(initial=0) > 255:

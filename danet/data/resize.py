@@ -1,13 +1,15 @@
-"""The one image resize of this project, mmcv's: OpenCV bilinear for images,
-OpenCV nearest for labels, sizes rounded as ``mmcv.imrescale`` rounds them.
+"""mmcv's image resize: OpenCV bilinear for images, OpenCV nearest for
+labels, sizes rounded as ``mmcv.imrescale`` rounds them.
 
-Training (:class:`RandomRescale`), the test loader and ``demo.py``
-(:class:`Rescale`) and test-time augmentation
-(``SemanticSegmentorWithTTA``) all resize through :func:`resize_image`, so an
-image is scaled the same way whichever route it takes, and the way
-mmsegmentation scales it. detectron2's ``ResizeTransform`` uses PIL instead,
-which antialiases when it shrinks an image and gives other pixels
-(``benchmarks/interpolation_gap.py`` measures by how much).
+mmseg's training scale (:class:`RandomRescale`, ``INPUT.RESIZE_TYPE
+"scale"``), the test loader and ``demo.py`` (:class:`Rescale`) and test-time
+augmentation (``SemanticSegmentorWithTTA``) all resize through
+:func:`resize_image`, so an image is scaled the same way whichever route it
+takes, and the way mmsegmentation scales it. detectron2's ``ResizeTransform``
+uses PIL instead, which antialiases when it shrinks an image and gives other
+pixels (``benchmarks/interpolation_gap.py`` measures by how much); it remains
+the resize of ``INPUT.RESIZE_TYPE "shortest_edge"``, detectron2's and the
+DANet authors' training scale (their code resizes with PIL too).
 """
 import cv2
 import numpy as np
@@ -72,12 +74,19 @@ class OpenCVResizeTransform(T.Transform):
         return OpenCVResizeTransform(self.new_h, self.new_w, self.h, self.w)
 
 
+def positive_int_pair(value, key, names="(h, w)"):
+    """A pair of positive ints from config key or option ``key``, an int ``n``
+    meaning (n, n); an InputError naming ``key`` otherwise."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        raise InputError(f"{key} must be a positive int or a pair {names} of them, got {value!r}")
+    return pair
+
+
 def scale_pair(value, key):
     """A (long, short) pair of positive ints from config key ``key``: an int
     ``s`` is the square (s, s), which bounds only the long side."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
-        raise InputError(f"{key} must be a positive int or a pair (long, short) of them, got {value!r}")
+    pair = positive_int_pair(value, key, "(long, short)")
     return max(pair), min(pair)
 
 

@@ -11,26 +11,18 @@ output.
 import torch
 from torch import nn
 
-from ..data.resize import rescale_size, resize_image
+from ..data.resize import positive_int_pair, rescale_size, resize_image
 from ..errors import InputError
 from .segmentor import resize_logits
 
 AVERAGES = ("logits", "probabilities")
 
 
-def _pair(value, key):
-    """An (h, w) pair of positive ints from an int or a 2-sequence, for option ``key``."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise InputError(f"{key} must be a positive int or a pair (h, w) of them, got {value!r}")
-    return pair
-
-
 def check_window(crop_size, stride, keys=("TEST.SLIDING_WINDOW.CROP_SIZE", "TEST.SLIDING_WINDOW.STRIDE")):
     """The window (h, w) and its stride (h, w) as pairs of positive ints;
     an InputError naming ``keys`` (the config keys or options they came from)
     when they are not, or when the stride exceeds the window."""
-    crop_size, stride = _pair(crop_size, keys[0]), _pair(stride, keys[1])
+    crop_size, stride = positive_int_pair(crop_size, keys[0]), positive_int_pair(stride, keys[1])
     if any(s > c for s, c in zip(stride, crop_size)):
         raise InputError(
             f"{keys[1]} {stride} must not exceed {keys[0]} {crop_size}: windows would leave pixels unpredicted"

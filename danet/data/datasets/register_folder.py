@@ -40,6 +40,7 @@ import yaml
 from PIL import Image
 
 from ...errors import InputError, MissingInputError
+from ...file_io import write_atomically
 from .loaders import pair_images_with_labels, register_sem_seg
 from .metadata import sem_seg_metadata
 
@@ -169,12 +170,9 @@ class CheckRecord:
         """Write the record (atomically: several processes may load at once)."""
         if not self.path:
             return
-        tmp_path = f"{self.path}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            with open(tmp_path, "w") as f:
-                json.dump({**self.settings, "pairs": self.pairs}, f)
-            os.replace(tmp_path, self.path)
+            write_atomically(self.path, "w", lambda f: json.dump({**self.settings, "pairs": self.pairs}, f))
         except OSError as e:
             logger.warning(f"{self.path}: cannot record the checked labels ({e}); the next load checks them again")
 
