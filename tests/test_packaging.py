@@ -1,5 +1,6 @@
 """`make setup` installs the package (pyproject.toml) editable: `import danet`
-works from any directory, and finds this checkout."""
+works from any directory and finds this checkout; the dependencies pyproject.toml
+declares bring everything `import danet` loads."""
 import os
 import re
 import subprocess
