@@ -194,6 +194,26 @@ def test_a_model_without_danet_head_is_refused_by_the_recorder():
         AttentionRecorder(model)
 
 
+def test_a_forward_that_failed_leaves_no_records_for_the_next_image():
+    """A tool that reports a failed image and goes on (cli.for_each_image) must not
+    draw the next image with the failed one's attention."""
+    cfg = tiny_cfg()
+    model = tiny_model(cfg)
+    recorder = AttentionRecorder(model)
+
+    def refuse(module, args, output):
+        raise InputError("refused")
+
+    handle = model.sem_seg_head.channel_branch[1].register_forward_hook(refuse)
+    with pytest.raises(InputError):
+        tool.segment_with_attention(model, recorder, random_image(64, 96), cfg)
+    handle.remove()
+    _, attention = tool.segment_with_attention(model, recorder, random_image(32, 32, seed=1), cfg)
+    _, expected = tool.segment_with_attention(model, AttentionRecorder(model), random_image(32, 32, seed=1), cfg)
+    assert attention.input_size == expected.input_size
+    torch.testing.assert_close(attention.position_input, expected.position_input, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("args", [["--points", "10;20"], ["--points", "a,b"], ["--grid", "0"], ["--channels", "x"]])
 def test_malformed_arguments_end_in_a_usage_error(tmp_path, args, capsys):
     Image.fromarray(random_image(30, 40)).save(tmp_path / "small.png")

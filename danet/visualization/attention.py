@@ -94,8 +94,8 @@ def _query_and_key(module, features, cells):
 
 class AttentionRecorder:
     """A context manager recording, for every forward of a DANet segmentor,
-    the head's attention of each image: :meth:`take` returns them as
-    HeadAttention and forgets them.
+    the head's attention of each image: :meth:`take` returns those recorded
+    since the ``with`` began or since the last call, as HeadAttention.
 
     ``model`` is the segmentor, also inside DDP or a test-time wrapper; each
     forward of the segmentor itself (one per view or window) is one record.
@@ -107,10 +107,14 @@ class AttentionRecorder:
         self.stride = self.segmentor.backbone.output_shape()[self.head.in_feature].stride
         # The channels of channel attention: the width of its branch.
         self.num_channels = self.head.channel_branch[0].out_channels
-        self._input_sizes, self._position_inputs, self._channel_outputs = [], [], []
+        self._forget()
         self._handles = []
 
+    def _forget(self):
+        self._input_sizes, self._position_inputs, self._channel_outputs = [], [], []
+
     def __enter__(self):
+        self._forget()  # a forward that failed in an earlier ``with`` left its records
         self._handles = [
             self.segmentor.register_forward_pre_hook(self._record_input_sizes),
             self.head.position_branch[1].register_forward_pre_hook(
@@ -138,7 +142,7 @@ class AttentionRecorder:
             HeadAttention(self.head.position_branch[1], position, channel, self.stride, size)
             for size, position, channel in zip(self._input_sizes, position_inputs, channel_outputs)
         ]
-        self._input_sizes, self._position_inputs, self._channel_outputs = [], [], []
+        self._forget()
         return records
 
 

@@ -103,12 +103,9 @@ class InteractiveSegmenter:
     def _recorded(self, predictor, image):
         """``predictor(image)`` with the attention recorded: (logits, the HeadAttention
         of its one forward)."""
-        try:
-            with self.recorder:
-                logits = predictor(image)
-        finally:
-            records = self.recorder.take()  # also forgets the records of a forward that failed
-        (attention,) = records
+        with self.recorder:
+            logits = predictor(image)
+        (attention,) = self.recorder.take()
         return logits, attention
 
 
