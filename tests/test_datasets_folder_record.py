@@ -58,8 +58,11 @@ def test_labels_checked_once_are_not_read_again(tmp_path, reads, caplog, monkeyp
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
 
     reads.clear()
+    record = tmp_path / "output" / "checked_labels" / f"{train}.json"
+    written = record.stat().st_mtime_ns
     assert DatasetCatalog.get(register(root, "recorded", tmp_path / "output")) == first
     assert reads == []
+    assert record.stat().st_mtime_ns == written, "a load with nothing to check rewrote the record"
     rewrite_label(root / "labels" / "train" / "train_2.png", 1)
     assert DatasetCatalog.get(train) == first
     assert reads == ["train_2.png"]

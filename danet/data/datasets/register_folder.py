@@ -104,18 +104,18 @@ def load_sem_seg_folder(image_dir, label_dir, num_classes, ignore_label, root, r
     check = functools.partial(_check_pair, num_classes=num_classes, ignore_label=ignore_label, root=root)
     if unchecked:
         logger.info(f"Checking {len(unchecked)} image/label pairs under {image_dir} and {label_dir} ...")
-    logged = time.monotonic()
-    try:
-        with ThreadPool(min(8, os.cpu_count() or 1)) as pool:
-            # In order, one pair a task: when a bad file stops the check, the pairs before it are recorded.
-            for done, (pair, size) in enumerate(pool.imap(check, unchecked), 1):
-                sizes[pair] = size
-                record.add(pair, stamps[pair], size)
-                if time.monotonic() - logged >= PROGRESS_SECONDS:
-                    logger.info(f"Checked {done}/{len(unchecked)} pairs under {label_dir}")
-                    logged = time.monotonic()
-    finally:
-        record.save()
+        logged = time.monotonic()
+        try:
+            with ThreadPool(min(8, os.cpu_count() or 1)) as pool:
+                # In order, one pair a task: when a bad file stops the check, the pairs before it are recorded.
+                for done, (pair, size) in enumerate(zip(unchecked, pool.imap(check, unchecked)), 1):
+                    sizes[pair] = size
+                    record.add(pair, stamps[pair], size)
+                    if time.monotonic() - logged >= PROGRESS_SECONDS:
+                        logger.info(f"Checked {done}/{len(unchecked)} pairs under {label_dir}")
+                        logged = time.monotonic()
+        finally:
+            record.save()
     logger.info(
         f"Checked {len(unchecked)} image/label pairs under {image_dir} and {label_dir}"
         + (f"; {len(pairs) - len(unchecked)} unchanged since their check ({record_file})" if record_file else "")
@@ -178,9 +178,9 @@ class CheckRecord:
 
 
 def _check_pair(pair, **kwargs):
-    """(pair, its (height, width)) if it passes check_label."""
+    """The pair's (height, width) if it passes check_label."""
     try:
-        return pair, check_label(*pair, **kwargs)
+        return check_label(*pair, **kwargs)
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for missing, empty or broken files
