@@ -14,8 +14,9 @@ def build_optimizer(cfg, model):
     overrides, gradient clipping) where the parameters under ``sem_seg_head.``
     learn at ``SOLVER.BASE_LR * SOLVER.HEAD_LR_FACTOR``, as the DANet authors'
     parameter groups (``params_list`` of their train.py) give their head 10x
-    the backbone's rate. The LR schedule scales every group alike, so the
-    ratio holds throughout training."""
+    the backbone's rate. detectron2's schedules scale every group alike, so the
+    ratio holds throughout training; PolyLR with ``SOLVER.POLY_LR_ETA_MIN`` > 0
+    (mmseg's) brings every group to that one rate at the end."""
     solver = cfg.SOLVER
     if solver.HEAD_LR_FACTOR <= 0:
         raise InputError(f"SOLVER.HEAD_LR_FACTOR must be positive, got {solver.HEAD_LR_FACTOR}")
