@@ -21,17 +21,17 @@ def _scale_and_shift(values, alpha=1, beta=0):
     return np.clip(values.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
 
 
-class PhotoMetricDistortionTransform(T.Transform):
+class PhotoMetricDistortionTransform(T.ColorTransform):
     """Colour changes of a uint8 image [H, W, 3] in ``image_format``; a step
     whose parameter is None is skipped. Order: brightness, contrast (if
     ``contrast_first``), saturation, hue, contrast (if not). Labels and
-    coordinates are unchanged."""
+    coordinates are unchanged, as in every detectron2 ColorTransform."""
 
     def __init__(self, image_format, brightness_delta, contrast_first, contrast_alpha, saturation_alpha, hue_shift):
-        super().__init__()
+        super().__init__(self._distort)
         self._set_attributes(locals())
 
-    def apply_image(self, img):
+    def _distort(self, img):
         if self.brightness_delta is not None:
             img = _scale_and_shift(img, beta=self.brightness_delta)
         if self.contrast_first and self.contrast_alpha is not None:
@@ -52,15 +52,6 @@ class PhotoMetricDistortionTransform(T.Transform):
         hsv = cv2.cvtColor(np.ascontiguousarray(img), to_hsv)
         hsv[:, :, channel] = change(hsv[:, :, channel])
         return cv2.cvtColor(hsv, from_hsv)
-
-    def apply_segmentation(self, segmentation):
-        return segmentation
-
-    def apply_coords(self, coords):
-        return coords
-
-    def inverse(self):
-        return T.NoOpTransform()
 
 
 class PhotoMetricDistortion(T.Augmentation):
