@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How far PIL's bilinear resize (detectron2's ``ResizeTransform`` on uint8
 images, antialiased when shrinking) is from OpenCV's (mmcv's, and this
-project's ``danet.data.resize_image``), in grey levels (0..255) per value.
+project's ``danet.data.resize.resize_image``), in grey levels (0..255) per value.
 
     python benchmarks/interpolation_gap.py                      # sample photo + generated 1/f image
     python benchmarks/interpolation_gap.py --images 'leftImg8bit/val/*/*.png' --limit 20 --scales 0.5 1.7

@@ -211,7 +211,7 @@ def load_config(config_file, opts=()):
 
 def check_config(cfg):
     """Refuse values of this project's keys that would be ignored or fail late."""
-    if not isinstance(cfg.LOG_PERIOD, int) or cfg.LOG_PERIOD < 1:
+    if cfg.LOG_PERIOD < 1:  # yacs already refuses what is not an int
         raise InputError(f"LOG_PERIOD must be a number of iterations >= 1, got {cfg.LOG_PERIOD!r}")
     danet = cfg.MODEL.DANET
     if danet.MEMORY_SAVING or danet.MEMORY_SAVING_CHECKPOINT:

@@ -32,8 +32,7 @@ def build_resize(cfg):
         scale_range = tuple(cfg.INPUT.SCALE.RANGE)
         if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
             raise InputError(f"INPUT.SCALE.RANGE must be (low, high) with 0 < low <= high, got {scale_range}")
-        low, high = scale_range
-        return RandomRescale(scale, (low, high))
+        return RandomRescale(scale, scale_range)
     raise InputError(f"INPUT.RESIZE_TYPE must be 'shortest_edge' or 'scale', got {cfg.INPUT.RESIZE_TYPE!r}")
 
 

@@ -1,7 +1,7 @@
 from .defaults import adapt_to_device, check_num_gpus, create_ddp_model, trainer_defaults
 from .inference import SegmentationPredictor, build_inference_model
 from .launch import cluster_environment, launch
-from .lr_scheduler import SCHEDULERS, PolyLR, WarmupPolyLR, build_lr_scheduler
+from .lr_scheduler import SCHEDULERS, build_lr_scheduler
 from .optimizer import build_optimizer
 from .preemption import (
     PREEMPTED_EXIT_STATUS,

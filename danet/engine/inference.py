@@ -64,7 +64,7 @@ class SegmentationPredictor:
         """[K, H, W] logits of an RGB uint8 image [H, W, 3]."""
         image = rgb_image[:, :, ::-1] if self.input_format == "BGR" else rgb_image
         height, width = image.shape[:2]
-        aug_input = T.AugInput(np.ascontiguousarray(image))
+        aug_input = T.AugInput(image)
         self.augmentations(aug_input)
         image = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
         return self.model([{"image": image, "height": height, "width": width}])[0]["sem_seg"]
