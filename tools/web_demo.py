@@ -95,6 +95,9 @@ class WebDemo:
         self.args = args
         self.names, self.colors = class_names_and_colors(cfg)
         self.weights = cfg.MODEL.WEIGHTS
+        # The folder whose checkpoints the page offers (None for a URL); switching picks within it.
+        self.weights_folder = os.path.dirname(os.path.abspath(self.weights)) if os.path.isfile(self.weights) else None
+        self.max_upload_bytes = int(args.max_upload_mb * 2**20)
         self.segmenter = InteractiveSegmenter(cfg, build_inference_model(cfg))
         self.samples = self._sample_files(args.samples)
         self.results = collections.OrderedDict()
@@ -112,29 +115,24 @@ class WebDemo:
             return []
         return [record["file_name"] for record in records[:count]]
 
-    def weights_folder(self):
-        """The folder of MODEL.WEIGHTS, whose checkpoints the page offers; None for a URL."""
-        return os.path.dirname(os.path.abspath(self.weights)) if os.path.isfile(self.weights) else None
-
     def weight_choices(self):
-        folder = self.weights_folder()
-        if folder is None:
+        """The checkpoints of the weights' folder, listed afresh (training may add some)."""
+        if self.weights_folder is None:
             return [self.weights]
-        return sorted(name for name in os.listdir(folder) if name.endswith(WEIGHTS_EXTENSIONS))
+        return sorted(name for name in os.listdir(self.weights_folder) if name.endswith(WEIGHTS_EXTENSIONS))
 
     def info(self):
         cfg = self.cfg
         window = cfg.TEST.SLIDING_WINDOW
         return {
             "config": self.args.config_file,
-            "weights": os.path.basename(self.weights) if self.weights_folder() else self.weights,
+            "weights": os.path.basename(self.weights) if self.weights_folder else self.weights,
             "weight_choices": self.weight_choices(),
             "samples": [os.path.basename(path) for path in self.samples],
             "test_size": [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST],
             "sliding_window": list(window.CROP_SIZE) if window.ENABLED else None,
             "test_time_augmentation": cfg.TEST.AUG.ENABLED,
-            "max_upload_bytes": int(self.args.max_upload_mb * 2**20),
-            "memory_limit_mb": self.args.memory_limit_mb,
+            "max_upload_bytes": self.max_upload_bytes,
         }
 
     def sample(self, index):
@@ -201,16 +199,15 @@ class WebDemo:
     def use_weights(self, name):
         """Switch to checkpoint ``name`` of the weights' folder; weights that do
         not fit the config raise an InputError and the current ones stay."""
-        if name not in self.weight_choices() or self.weights_folder() is None:
-            raise InputError(
-                f"{name!r} is not a checkpoint of the weights' folder: pick one of {self.weight_choices()}"
-            )
-        path = os.path.join(self.weights_folder(), name)
+        choices = self.weight_choices()
+        if self.weights_folder is None or name not in choices:
+            raise InputError(f"{name!r} is not a checkpoint of the weights' folder: pick one of {choices}")
+        path = os.path.join(self.weights_folder, name)
         try:
             model = build_inference_model(self.cfg, weights=path)
         except InputError as e:
             raise InputError(
-                f"{name} does not fit {self.args.config_file}, still using {self.info()['weights']}: {e}"
+                f"{name} does not fit {self.args.config_file}, still using {os.path.basename(self.weights)}: {e}"
             ) from e
         with self.lock:
             self.segmenter = InteractiveSegmenter(self.cfg, model)
@@ -268,7 +265,7 @@ def make_handler(demo):
             length = _integer(self.headers.get("Content-Length") or 0, "Content-Length")
             if length < 0:
                 raise InputError(f"Content-Length must not be negative, got {length}")
-            limit = demo.info()["max_upload_bytes"]
+            limit = demo.max_upload_bytes
             if length > limit:
                 # Read and drop the body in pieces: a client sending it gets the
                 # answer rather than a connection reset.
