@@ -10,7 +10,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from ..errors import MissingInputError
 from ..file_io import write_atomically
 from ..modeling.danet_head import Classifier
-from .download import is_url, local_checkpoint
+from .download import local_checkpoint
 from .errors import CheckpointError
 from .layouts import LAYOUTS, detect_layout, is_project_layout, summarize_keys, unwrap_state_dict
 
@@ -82,9 +82,8 @@ class SafeCheckpointer(DetectionCheckpointer):
         """Load ``path``, a file or a URL (http(s), or detectron2:// as detectron2
         names its files); a URL is downloaded into detectron2's cache and checked
         (danet/checkpoint/download.py)."""
-        if path and is_url(path):
-            path = local_checkpoint(path)
-        elif path and "://" not in path and not os.path.isfile(path):
+        path = local_checkpoint(path) if path else path
+        if path and "://" not in path and not os.path.isfile(path):
             raise MissingInputError(
                 f"Checkpoint {path!r} does not exist: set MODEL.WEIGHTS to an existing file "
                 "or URL ('' trains from random init), or check OUTPUT_DIR/last_checkpoint "

@@ -95,7 +95,7 @@ def _download(url, path, source):
 
     try:
         write_atomically(path, "wb", stream_checked)
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # no network, DNS, refused, HTTP errors, timeouts
+    except (OSError, http.client.HTTPException) as e:  # URLError is an OSError: no network, DNS, refused, HTTP errors, timeouts
         reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
         raise CheckpointError(f"{source} {url}: cannot download it ({reason}); {advice}") from e
 

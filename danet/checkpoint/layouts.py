@@ -106,7 +106,8 @@ def renamed_module(key, modules):
 def summarize_keys(keys, limit=3):
     """``keys`` (in their order) for a bounded one-line message: all of them
     when at most ``limit``, else the first of each module and how many more it
-    has, for the first ``limit`` modules, and the total."""
+    has, for the first ``limit`` modules, and, when there are more modules,
+    how many more and the total number of keys."""
     keys = list(keys)
     if len(keys) <= limit:
         return ", ".join(keys)
