@@ -1,10 +1,13 @@
 """mmsegmentation 1.2.2's DANet runs as config values, read from mmseg's own config
-files (``.reference/mmseg/.mim/configs/danet/``, through mmengine's Config) and
-its model card (``configs/danet/metafile.yaml``), so the table cannot drift from
-the source. tests/test_recipes.py compares each configs/ file that claims a run
+files (``.reference/mmseg/.mim/configs/danet/``, through mmengine's Config), the
+defaults of the classes they build where a config leaves a value out (through
+``inspect.signature``; mmseg imported by the ``mmseg`` fixture) and its model
+card (``configs/danet/metafile.yaml``), so the table cannot drift from the
+source. tests/test_recipes.py compares each configs/ file that claims a run
 with these rows key by key; a row's source is the mmseg config key it comes from.
 """
 
+import inspect
 import json
 import os
 from collections import namedtuple
@@ -45,12 +48,27 @@ def load_run_config(mmseg_dir, run):
     return Config.fromfile(os.path.join(mmseg_dir, ".mim", run["Config"]))
 
 
+def _default(registry, type_name, name):
+    """The default of argument ``name`` of the class ``type_name`` of mmseg's
+    ``registry``, or of the first base class that declares it (ResNetV1c hands
+    its keyword arguments to ResNet)."""
+    for cls in registry.get(type_name).__mro__:
+        parameter = inspect.signature(cls.__init__).parameters.get(name)
+        if parameter is not None:
+            assert parameter.default is not parameter.empty, (type_name, name)
+            return parameter.default
+    raise AssertionError(f"{type_name} takes no argument {name}")
+
+
 def _feature(in_index):
     return f"res{in_index + 2}"  # ResNet stages 0..3 are res2..res5
 
 
 def rows(run, config, mmseg_dir):
-    """The rows of one mmseg run: ``run`` its metafile entry, ``config`` its mmengine Config."""
+    """The rows of one mmseg run: ``run`` its metafile entry, ``config`` its
+    mmengine Config. Needs mmseg imported (the ``mmseg`` fixture)."""
+    from mmseg.registry import MODELS, TRANSFORMS
+
     model = config.model
     backbone, head, aux = model.backbone, model.decode_head, model.auxiliary_head
     assert backbone.type == "ResNetV1c" and head.type == "DAHead" and aux.type == "FCNHead", run["Name"]
@@ -66,12 +84,14 @@ def rows(run, config, mmseg_dir):
     if dataset_type == "ConcatDataset":  # VOC aug: VOC train + SBD
         dataset_type = config.train_dataloader.dataset.datasets[0].type
     slide = model.test_cfg.mode == "slide"
+    stem_channels = backbone.get("stem_channels", _default(MODELS, backbone.type, "stem_channels"))
     # fmt: off
     table = [
         Row("MODEL.WEIGHTS", urls[model.pretrained.split("//")[1]], "model.pretrained (mmengine/hub/openmmlab.json)"),
         Row("MODEL.RESNETS.DEPTH", backbone.depth, "model.backbone.depth"),
         Row("MODEL.RESNETS.STEM_TYPE", "deeplab", "model.backbone.type ResNetV1c: the deep stem"),
-        Row("MODEL.RESNETS.STEM_OUT_CHANNELS", backbone.get("stem_channels", 64), "model.backbone.stem_channels (ResNetV1c's 64: 32-32-64)"),
+        Row("MODEL.RESNETS.STEM_OUT_CHANNELS", stem_channels,
+            f"model.backbone.stem_channels (ResNetV1c's deep stem: {stem_channels // 2}-{stem_channels // 2}-{stem_channels})"),
         Row("MODEL.RESNETS.STRIDE_IN_1X1", backbone.style == "caffe", "model.backbone.style"),
         Row("MODEL.RESNETS.RES4_DILATION", backbone.dilations[2], "model.backbone.dilations"),
         Row("MODEL.RESNETS.RES5_DILATION", backbone.dilations[3], "model.backbone.dilations"),
@@ -140,15 +160,19 @@ def rows(run, config, mmseg_dir):
             Row("TEST.SLIDING_WINDOW.STRIDE", list(model.test_cfg.stride), "model.test_cfg.stride"),
         ]
     photometric = train["PhotoMetricDistortion"]
+
+    def distortion(name):
+        return photometric.get(name, _default(TRANSFORMS, "PhotoMetricDistortion", name))
+
     # fmt: off
     table += [
         Row("INPUT.RESIZE_TYPE", "scale", "train_pipeline RandomResize (keep_ratio)"),
         Row("INPUT.SCALE.BASE_SIZE", list(train["RandomResize"].scale), "train_pipeline RandomResize.scale (long, short)"),
         Row("INPUT.PHOTOMETRIC_DISTORTION.ENABLED", True, "train_pipeline PhotoMetricDistortion"),
-        Row("INPUT.PHOTOMETRIC_DISTORTION.BRIGHTNESS_DELTA", photometric.get("brightness_delta", 32), "PhotoMetricDistortion.brightness_delta"),
-        Row("INPUT.PHOTOMETRIC_DISTORTION.CONTRAST_RANGE", list(photometric.get("contrast_range", (0.5, 1.5))), "PhotoMetricDistortion.contrast_range"),
-        Row("INPUT.PHOTOMETRIC_DISTORTION.SATURATION_RANGE", list(photometric.get("saturation_range", (0.5, 1.5))), "PhotoMetricDistortion.saturation_range"),
-        Row("INPUT.PHOTOMETRIC_DISTORTION.HUE_DELTA", photometric.get("hue_delta", 18), "PhotoMetricDistortion.hue_delta"),
+        Row("INPUT.PHOTOMETRIC_DISTORTION.BRIGHTNESS_DELTA", distortion("brightness_delta"), "PhotoMetricDistortion.brightness_delta"),
+        Row("INPUT.PHOTOMETRIC_DISTORTION.CONTRAST_RANGE", list(distortion("contrast_range")), "PhotoMetricDistortion.contrast_range"),
+        Row("INPUT.PHOTOMETRIC_DISTORTION.SATURATION_RANGE", list(distortion("saturation_range")), "PhotoMetricDistortion.saturation_range"),
+        Row("INPUT.PHOTOMETRIC_DISTORTION.HUE_DELTA", distortion("hue_delta"), "PhotoMetricDistortion.hue_delta"),
     ]
     # fmt: on
     return table

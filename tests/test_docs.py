@@ -196,7 +196,7 @@ def makefile():
     return targets, variables
 
 
-def missing_files(doc, text):
+def missing_files(text):
     basenames = {os.path.basename(f) for f in tracked_files()}
     missing = []
     for span in code_spans(text):
@@ -283,7 +283,7 @@ def doc_problems(doc, text):
     """Every name in ``text`` (the Markdown of ``doc``) that does not exist, one string each."""
     text = without_comments(text)
     return (
-        [f"missing file {name}" for name in missing_files(doc, text)]
+        [f"missing file {name}" for name in missing_files(text)]
         + [f"broken link {target}" for target in broken_links(doc, text)]
         + [f"unknown config key {key}" for key in unknown_keys(text)]
         + [f"unknown option {option}" for option in unknown_options(text)]
@@ -326,8 +326,10 @@ def test_configs_doc_lists_every_key_this_project_adds_with_its_default():
     written = set(re.findall(r"`([A-Z][A-Z0-9_.]*)`", text))
     assert not [key for key in added if key not in written], "docs/CONFIGS.md lacks keys this project adds"
     defaults = flatten(cfg)
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_.]+)` \| `([^`]+)` \|", text, flags=re.M)
+    assert rows, "docs/CONFIGS.md has no | `KEY` | `default` | rows: its table layout changed"
     wrong = []
-    for key, default in re.findall(r"^\| `([A-Z][A-Z0-9_.]+)` \| `([^`]+)` \|", text, flags=re.M):
+    for key, default in rows:
         try:
             written = ast.literal_eval(default)
         except (ValueError, SyntaxError):

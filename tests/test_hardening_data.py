@@ -104,7 +104,9 @@ def test_augmented_image_and_label_stay_aligned(tmp_path, opts):
         interior = (windows == sem_seg[..., None, None]).all(axis=(-2, -1))
         labelled = interior & (sem_seg != 255)
         np.testing.assert_array_equal(image[labelled], PALETTE[sem_seg[labelled]])
-        # Ignored blocks are black, the padding (bottom and right) the pixel mean.
+        # Ignored pixels away from label edges (the sample's black blocks and the
+        # padding, filled with the pixel mean) are each black or the pixel mean;
+        # which of the two a pixel is, is not checked.
         ignored = image[interior & (sem_seg == 255)]
         mean = np.asarray(augmentation_cfg().MODEL.PIXEL_MEAN, np.float32)
         assert ((ignored == 0).all(-1) | (ignored == mean).all(-1)).all()

@@ -353,6 +353,7 @@ def test_test_time_views_equal_mmseg_tta_resize(build):
     model = RecordingModel()
     SemanticSegmentorWithTTA(model, scales=scales)([{"image": torch.as_tensor(rgb.transpose(2, 0, 1).copy())}])
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    assert len(model.views) == len(scales)  # one unflipped whole view per scale
     for scale, view in zip(scales, model.views):
         expected = build({"type": "Resize", "scale_factor": scale, "keep_ratio": True})(mmseg_results(bgr))["img"]
         assert view.dtype == torch.uint8
