@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import runpy
+import socket
 import subprocess
 import sys
 import threading
@@ -140,6 +141,15 @@ def run_train_net_script(*argv):
     return launched
 
 
+def inherited_environment():
+    """This process's environment without the variables of a launcher (torchrun's,
+    srun's): what a subprocess of the tests starts from."""
+    return {
+        key: value for key, value in os.environ.items()
+        if key not in LAUNCHER_VARIABLES and not key.startswith(("SLURM_", "TORCHELASTIC_"))
+    }  # fmt: skip
+
+
 def train_net(datasets, output_dir, *opts, flags=(), background=False, launcher=(sys.executable,), env=()):
     """Run train_net.py on the demo config shrunk by TINY_DEMO in a subprocess
     started by ``launcher`` (a command that takes a script, such as torchrun's),
@@ -148,11 +158,7 @@ def train_net(datasets, output_dir, *opts, flags=(), background=False, launcher=
         *launcher, os.path.join(REPO, "train_net.py"), "--config-file", os.path.join(REPO, "configs", "demo.yaml"),
         *flags, *TINY_DEMO, "OUTPUT_DIR", str(output_dir), *opts,
     ]  # fmt: skip
-    inherited = {
-        key: value for key, value in os.environ.items()
-        if key not in LAUNCHER_VARIABLES and not key.startswith(("SLURM_", "TORCHELASTIC_"))
-    }  # fmt: skip
-    env = dict(inherited, DETECTRON2_DATASETS=str(datasets), PYTHONUNBUFFERED="1", **dict(env))
+    env = dict(inherited_environment(), DETECTRON2_DATASETS=str(datasets), PYTHONUNBUFFERED="1", **dict(env))
     if background:
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -221,6 +227,18 @@ class TrainingRecorder(HookBase):
     def after_step(self):
         if self.record_gradients:
             self.gradients.append({name: p.grad.clone() for name, p in self.named_parameters() if p.grad is not None})
+
+
+def relative_error(actual, expected):
+    """||actual - expected|| / ||expected|| (Frobenius norms), computed in float64."""
+    return ((actual.double() - expected.double()).norm() / expected.double().norm()).item()
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that was free a moment ago and that nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def one_line_error(run):

@@ -5,7 +5,7 @@ sockets), on ports of their own, with this host as controller and only node.
     cluster = SlurmCluster(folder)
     cluster.start()          # returns when sinfo shows the node idle
     job = cluster.submit("tools/slurm/train.sbatch", "configs/demo.yaml", ...)
-    cluster.wait_for(job, lambda info: info["JobState"] == "COMPLETED", "the job to complete")
+    cluster.job(job)["JobState"]   # "PENDING", "RUNNING", ..., "COMPLETED" (scontrol show job)
     cluster.stop()           # ends exactly the three daemons start() started
 
 Differences from a production slurm.conf, each for the tests' sake:
@@ -33,6 +33,8 @@ import socket
 import subprocess
 import time
 
+from helpers import free_port
+
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "srun", "squeue", "scontrol", "scancel", "sinfo")
 
@@ -47,12 +49,6 @@ def _end_with_parent():
     """In a child before exec: receive SIGTERM when the process that started it dies,
     however it dies (prctl PR_SET_PDEATHSIG), so no daemon outlives the tests."""
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SlurmCluster:
@@ -155,18 +151,6 @@ class SlurmCluster:
                 pids[int(rank)] = int(pid)
         return pids
 
-    def wait_for(self, job_id, condition, what, timeout=600, poll=0.5):
-        """Poll the job until ``condition(info)`` holds; its info. Raises, with the
-        job's state, when the job ended otherwise or after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            info = self.job(job_id)
-            if condition(info):
-                return info
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id}: waited {timeout} s for {what}; it is {self.describe(info)}")
-            time.sleep(poll)
-
     @staticmethod
     def describe(info):
         return ", ".join(f"{key} {info.get(key)}" for key in ("JobState", "Reason", "Restarts", "ExitCode", "RunTime"))
@@ -188,8 +172,8 @@ class SlurmCluster:
             f"SlurmctldHost={self.node}(127.0.0.1)",
             "SlurmUser=root",
             "SlurmdUser=root",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
+            f"SlurmctldPort={free_port()}",
+            f"SlurmdPort={free_port()}",
             "AuthType=auth/munge",
             "CredType=cred/munge",
             f"AuthInfo=socket={self._path('munge.socket')},cred_expire=10",

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from danet.modeling.attention import ChannelAttention, FeatureSimilarityPositionAttention, PositionAttention
+from helpers import relative_error
 
 
 def conv1x1(conv, x):
@@ -29,10 +30,6 @@ def reference_channel_attention(cam, x):
     energy = energy.max(dim=-1, keepdim=True).values - energy
     out = torch.softmax(energy, dim=-1) @ flat
     return (cam.gamma.double() * out).reshape(b, c, h, w) + x
-
-
-def relative_error(actual, expected):
-    return ((actual.double() - expected).norm() / expected.norm()).item()
 
 
 def randomise(module):

@@ -16,6 +16,7 @@ from danet.modeling.attention import (
     position_attention,
     resolve_impl,
 )
+from helpers import relative_error
 
 EFFICIENT_IMPLS = ("chunked", "sdpa", "auto")
 
@@ -24,10 +25,6 @@ EFFICIENT_IMPLS = ("chunked", "sdpa", "auto")
 def small_blocks(monkeypatch):
     """Blocks of 16 rows at N = 91, so the chunked route runs several blocks and a ragged last one."""
     monkeypatch.setattr(chunked_attention, "BLOCK_BYTES", 4 * 2 * 91 * 16)
-
-
-def relative_error(actual, expected):
-    return ((actual.double() - expected.double()).norm() / expected.double().norm()).item()
 
 
 def assert_gradients_close(grads, ref_grads, tolerance):

@@ -3,14 +3,13 @@ downloaded once into detectron2's cache ($FVCORE_CACHE), checked against its
 length and the SHA-256 prefix of its file name, and a one-line error when the
 download fails or is damaged, which then leaves nothing in the cache."""
 import hashlib
-import socket
 
 import pytest
 import torch
 
 from danet.checkpoint import CheckpointError
 from danet.engine import build_inference_model
-from helpers import http_server, save_tiny_weights, tiny_cfg
+from helpers import free_port, http_server, save_tiny_weights, tiny_cfg
 
 
 @pytest.fixture
@@ -82,15 +81,9 @@ def test_checkpoint_without_a_hash_in_its_name_loads(server, cache, weights):
     assert cached_files(cache) == ["DANet101.pth"]
 
 
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("where", ["no server", "not found"])
 def test_unreachable_url_is_one_line_naming_it_and_what_to_do(server, cache, where):
-    url = f"http://127.0.0.1:{closed_port()}/x-0123abcd.pth" if where == "no server" else server.serve("/a.pth", b"")
+    url = f"http://127.0.0.1:{free_port()}/x-0123abcd.pth" if where == "no server" else server.serve("/a.pth", b"")
     if where == "not found":
         url = url.replace("/a.pth", "/missing-0123abcd.pth")
     with pytest.raises(CheckpointError) as error:

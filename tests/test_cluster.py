@@ -5,7 +5,6 @@ tests/test_slurm.py runs the job scripts on a real SLURM."""
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import types
@@ -17,7 +16,7 @@ from detectron2.engine import defaults as d2_defaults
 from detectron2.utils import comm
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import TINY_DEMO, cpu_cfg, last_metrics, scheduled_lr, train_net
+from helpers import TINY_DEMO, cpu_cfg, free_port, inherited_environment, last_metrics, scheduled_lr, train_net
 from danet.engine import (
     PREEMPTED_EXIT_STATUS,
     build_preemption_hook,
@@ -39,12 +38,6 @@ def signalled(after_iteration, ranks, signal, *options):
     """A launcher of train_net.py whose processes ``ranks`` signal themselves after ``after_iteration``."""
     return (sys.executable, SIGNALLED, "--after-iteration", str(after_iteration), "--ranks", ranks, "--signal", signal,
             *options)  # fmt: skip
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def srun(datasets, output_dir, *opts, flags=(), launcher=(sys.executable,), tasks=2):
@@ -278,7 +271,7 @@ def test_launch_frees_the_process_groups_before_the_interpreter_exits(tmp_path):
     training); launch() leaves none alive, detectron2's cached ones included."""
     script = tmp_path / "groups.py"
     script.write_text(GROUPS_AFTER_LAUNCH.format(repo=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "TORCHELASTIC_"))}
+    env = inherited_environment()
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(script)],

@@ -7,15 +7,11 @@ from detectron2.modeling import build_model
 
 from danet.errors import InputError
 from danet.modeling.attention import ChannelAttention, FeatureSimilarityPositionAttention
-from helpers import tiny_cfg
+from helpers import relative_error, tiny_cfg
 
 # Unit roundoff of bf16 (8 significant bits) and fp16 (11).
 BF16_EPS = 2.0**-9
 FP16_EPS = 2.0**-11
-
-
-def relative_error(actual, expected):
-    return ((actual.double() - expected).norm() / expected.norm()).item()
 
 
 def relu_features(channels, size, rms):

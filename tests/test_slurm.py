@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import LAUNCHER_VARIABLES, REPO, TINY_DEMO
+from helpers import REPO, TINY_DEMO, inherited_environment
 
 TRAIN = os.path.join(REPO, "tools", "slurm", "train.sbatch")
 TRAIN_TORCHRUN = os.path.join(REPO, "tools", "slurm", "train_torchrun.sbatch")
@@ -106,11 +106,7 @@ def submit(cluster, datasets, folder, script, options, *opts, env=()):
     """sbatch the shipped ``script`` on configs/demo.yaml with ``opts`` into ``folder``/output,
     from the repository's root, with none of the launchers' variables of this process."""
     folder.mkdir(parents=True, exist_ok=True)
-    inherited = {
-        key: value for key, value in os.environ.items()
-        if key not in LAUNCHER_VARIABLES and not key.startswith(("SLURM_", "TORCHELASTIC_"))
-    }  # fmt: skip
-    env = {**inherited, "PYTHON": sys.executable, "DETECTRON2_DATASETS": datasets, "PYTHONUNBUFFERED": "1",
+    env = {**inherited_environment(), "PYTHON": sys.executable, "DETECTRON2_DATASETS": datasets, "PYTHONUNBUFFERED": "1",
            "OMP_NUM_THREADS": "1", **dict(env)}  # fmt: skip
     out = folder / "job.out"
     job_id = cluster.submit(script, "configs/demo.yaml", str(folder / "output"), *opts, env=env, cwd=REPO,

@@ -17,7 +17,7 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.utils import comm
 
-from helpers import TrainingRecorder, one_batch_trainer, tiny_cfg
+from helpers import TrainingRecorder, one_batch_trainer, relative_error, tiny_cfg
 from danet.engine import adapt_to_device, launch
 
 SIZE = (48, 64)
@@ -60,10 +60,6 @@ def train_one_image_per_process(opts, images, labels, result_file):
         torch.save(result, result_file)
 
 
-def relative(got, expected):
-    return ((got - expected).norm() / expected.norm()).item()
-
-
 def test_two_processes_with_sync_bn_train_as_one_with_bn(tmp_path):
     cfg = tiny_cfg(*OPTS)
     torch.manual_seed(0)
@@ -93,9 +89,9 @@ def test_two_processes_with_sync_bn_train_as_one_with_bn(tmp_path):
         zero = {name for name, g in expected.items() if g.norm() <= negligible}
         assert zero == {"sem_seg_head.position_branch.1.key.bias"}
         assert all(step[name].norm() <= negligible for name in zero)
-        worst_gradient = max(worst_gradient, *(relative(step[n], expected[n]) for n in expected if n not in zero))
+        worst_gradient = max(worst_gradient, *(relative_error(step[n], expected[n]) for n in expected if n not in zero))
     # Each parameter's change over the two steps.
-    worst_change = max(relative(weights[n] - initial[n], expected_weights[n] - initial[n]) for n in initial)
+    worst_change = max(relative_error(weights[n] - initial[n], expected_weights[n] - initial[n]) for n in initial)
     print(f"two processes against one, largest relative differences: gradient {worst_gradient:.1e}, "
           f"two-step change {worst_change:.1e}")  # fmt: skip
     assert worst_gradient < 1e-9 and worst_change < 1e-9

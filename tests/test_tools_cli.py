@@ -3,13 +3,12 @@ overrides as trailing KEY VALUE pairs and after --opts, --input and --output
 checked before any model is built, one-line errors."""
 import argparse
 import os
-import socket
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import BASE_CONFIG, TINY_MODEL_OPTS, load_script, one_line_error, save_tiny_weights
+from helpers import BASE_CONFIG, TINY_MODEL_OPTS, free_port, load_script, one_line_error, save_tiny_weights
 
 from danet.cli import add_config_arguments, add_image_arguments, parse_args
 
@@ -142,12 +141,6 @@ def test_confidence_threshold_outside_zero_one_is_a_usage_error(name, value, ima
         TOOLS[name].main(argv[:-2] + ["--confidence-threshold", value] + argv[-2:])
     assert exit_info.value.code == 2
     assert f"--confidence-threshold: expected a number in [0, 1], got '{value}'" in capsys.readouterr().err
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_convert_weights_names_a_url_it_cannot_download(tmp_path):

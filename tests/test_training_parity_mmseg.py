@@ -22,7 +22,7 @@ import os
 import pytest
 import torch
 
-from helpers import OPTIMIZER_SETTINGS, REPO, TrainingRecorder, one_batch_trainer
+from helpers import OPTIMIZER_SETTINGS, REPO, TrainingRecorder, one_batch_trainer, relative_error
 from mmseg_reference import build_mmseg_danet, mmseg, mmseg_danet_config, save_as_mmseg  # noqa: F401  (mmseg: a fixture)
 
 from danet.checkpoint import detect_layout
@@ -135,10 +135,6 @@ def mmseg_to_project_names(mmseg_names):
     return {mmseg_names[int(value.item())]: name for name, value in converted.items()}
 
 
-def relative(got, expected):
-    return ((got - expected).norm() / expected.norm()).item()
-
-
 @pytest.fixture(scope="module")
 def reference_runs(mmseg, tmp_path_factory):
     """``run(aux)``: mmseg's checkpoint of the narrow DANet (with or without its
@@ -187,8 +183,8 @@ def differences(initial, reference, project):
     # The batch counts: every BN counted each iteration once, also when recomputed (memory saving).
     assert all(torch.equal(state[name], expected[name]) for name in state if name not in floating)
     assert all(expected[name] - start[name] == ITERATIONS for name in state if name.endswith("num_batches_tracked"))
-    final = max(relative(state[name], expected[name].double()) for name in floating)
-    change = max(relative(state[name] - start[name], expected[name] - start[name]) for name in floating)
+    final = max(relative_error(state[name], expected[name]) for name in floating)
+    change = max(relative_error(state[name] - start[name], expected[name] - start[name]) for name in floating)
     return {"losses": loss, "optimiser settings": setting, "final state": final, "change of each tensor": change}
 
 

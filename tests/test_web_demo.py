@@ -78,7 +78,7 @@ def served(tmp_path_factory, toy_cityscapes):
     ]  # fmt: skip
     before = files_under(root)
     with WebDemoServer(argv, env=env, cwd=work) as server:
-        yield {"server": server, "root": root, "weights": good, "work": work, "files_before": before}
+        yield {"server": server, "weights": good}
     written = set(files_under(root)) - set(before)
     assert written and all(path.startswith(os.path.join("work", "out") + os.sep) for path in written), written
 
